@@ -1,0 +1,184 @@
+"""The engine seam: what serving code may know about an engine.
+
+An engine turns a tokenized prompt plus sampling parameters into a stream of per-step events.
+Serving code only ever sees the types in this module; concrete engines live in sub-packages and
+are reached through ``pampero.engines.registry``.
+
+Example::
+
+    engine = registry.create("llamacpp", model_config, settings)
+    await engine.start()
+    request = GenerationRequest(request_id="r1", prompt_tokens=engine.tokenizer.encode("Hi"),
+                                sampling=SamplingParams(max_tokens=8, temperature=0.0))
+    async for event in engine.generate(request):
+        for delta in event.deltas:
+            print(delta.index, delta.text, delta.finish_reason)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+FinishReason = str  # "stop" | "length" | "abort"
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """A model's vocabulary, as serving and chat rendering need it."""
+
+    vocab_size: int
+    eog_token_ids: frozenset[int]  # every end-of-generation token (EOS, EOT, ...)
+    bos_token_id: int | None
+    bos_text: str | None
+    eos_text: str | None
+
+    def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        """Tokens of ``text``. ``parse_special=False`` keeps ``<|im_start|>`` as plain text."""
+        ...
+
+    def decode(self, token_ids: Sequence[int], *, skip_special: bool = True) -> str:
+        """Text of ``token_ids``; invalid UTF-8 is replaced."""
+        ...
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes of one token's piece (control tokens give their text)."""
+        ...
+
+    def is_special(self, token_id: int) -> bool:
+        """Whether a token is a control token (hidden by ``skip_special_tokens``)."""
+        ...
+
+    def special_texts(self) -> frozenset[str]:
+        """The text of every control token, e.g. ``<|im_start|>``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded model can do; serving branches on these, never on engine classes."""
+
+    context_length: int
+    supports_images: bool = False
+    supports_tools: bool = False
+    supports_logprobs: bool = True
+    supports_prompt_logprobs: bool = True
+    supports_beam_search: bool = True
+    max_top_logprobs: int = 20
+
+
+class LogitsProcessor(Protocol):
+    """A named, server-registered function that edits one sequence's logits in place.
+
+    ``output_ids`` are the tokens generated so far; ``logits`` is the float32 row for the next
+    token. Return nothing; edit ``logits``.
+    """
+
+    def __call__(self, output_ids: Sequence[int], logits: npt.NDArray[np.float32]) -> None: ...
+
+
+@dataclass
+class SamplingParams:
+    """Validated generation parameters for one request (vLLM's semantics)."""
+
+    n: int = 1
+    max_tokens: int | None = None  # None: up to the end of the context
+    min_tokens: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: disabled
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    allowed_token_ids: list[int] | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    logprobs: int | None = None  # None: none; k: the chosen token plus the k most likely
+    prompt_logprobs: int | None = None
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    use_beam_search: bool = False
+    length_penalty: float = 1.0
+    logits_processors: list[LogitsProcessor] = field(default_factory=list)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+
+@dataclass
+class GenerationRequest:
+    request_id: str
+    prompt_tokens: list[int]
+    sampling: SamplingParams
+    priority: int = 0
+
+
+@dataclass
+class TokenLogprob:
+    """The chosen token's log-probability and the most likely alternatives at that step."""
+
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class SequenceDelta:
+    """What one choice produced in one engine step."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: FinishReason | None = None
+    stop_reason: str | int | None = None
+
+
+@dataclass
+class EngineEvent:
+    """One step's output for one request: deltas for the choices that advanced."""
+
+    deltas: list[SequenceDelta]
+    prompt_tokens: int
+    cached_tokens: int = 0
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+
+
+class Engine(Protocol):
+    """A loaded model with its own scheduler. See the module docstring for an example."""
+
+    model_id: str
+    tokenizer: Tokenizer
+    capabilities: Capabilities
+    chat_template: str | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        """Stream events until every choice finished. Closing the iterator aborts the request
+        and frees its memory within one step. Raises ``Overloaded`` when the queue is full."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+
+@dataclass
+class EngineStats:
+    running: int
+    waiting: int
+    kv_used_tokens: int
+    kv_capacity_tokens: int

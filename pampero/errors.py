@@ -1,0 +1,106 @@
+"""The one exception tree of pampero.
+
+Every failure a client can cause or observe is raised as one of these types, anywhere in the
+code, and translated exactly once, at the HTTP edge (``pampero.api.errors``), into OpenAI's
+error body ``{"error": {"message", "type", "param", "code"}}`` with the status carried here.
+
+    PamperoError                      500 server_error (base; never raised directly)
+    ├── InvalidRequestError           400 invalid_request_error   (bad field; ``param`` names it)
+    │   ├── ContextLengthExceeded     400 code=context_length_exceeded
+    │   └── UnsupportedParameter      400 code=unsupported_parameter
+    ├── AuthenticationError           401 authentication_error
+    ├── NotFoundError                 404 not_found_error
+    │   └── ModelNotFound             404 code=model_not_found
+    ├── PayloadTooLarge               413 invalid_request_error
+    ├── Overloaded                    429 rate_limit_error (carries ``retry_after`` seconds)
+    ├── EngineNotReady                503 service_unavailable
+    └── EngineError                   500 server_error (the engine failed mid-flight)
+
+Services raise; they never return error values. Code that wants a status branches on the
+type, never on the message text.
+"""
+
+from __future__ import annotations
+
+
+class PamperoError(Exception):
+    """Base of every error pampero reports to a client."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def to_body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error body for this error."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(PamperoError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequestError):
+    default_code = "context_length_exceeded"
+
+
+class UnsupportedParameter(InvalidRequestError):
+    """A parameter pampero knows but cannot honour for this model or combination."""
+
+    default_code = "unsupported_parameter"
+
+
+class AuthenticationError(PamperoError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class NotFoundError(PamperoError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class ModelNotFound(NotFoundError):
+    default_code = "model_not_found"
+
+
+class PayloadTooLarge(PamperoError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class Overloaded(PamperoError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "server_overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineNotReady(PamperoError):
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "engine_not_ready"
+
+
+class EngineError(PamperoError):
+    status_code = 500
+    error_type = "server_error"
+    default_code = "engine_error"

@@ -1,0 +1,169 @@
+"""The one settings model of pampero.
+
+Values come, highest priority first, from command-line flags (``pampero serve --port 9000``),
+environment variables (``PAMPERO_PORT=9000``; lists as JSON: ``PAMPERO_API_KEYS='["k1","k2"]'``),
+a config file (``--config pampero.yaml`` or ``PAMPERO_CONFIG``; YAML or TOML, same field names)
+and the defaults below. It is loaded once, by the CLI, and handed to the app factory.
+
+Example config file::
+
+    port: 8000
+    api_keys: ["sk-local-1"]
+    models:
+      - id: Qwen/Qwen2.5-Coder-0.5B-Instruct
+        path: default            # the embedded default model
+        aliases: [qwen-coder, gpt-4o-mini]
+      - id: my-llama
+        path: /models/llama-3.2-1b-instruct-q4_k_m.gguf
+        n_ctx: 8192
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from platformdirs import user_cache_dir
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_MODEL_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+DEFAULT_MODEL_PATH = "default"
+
+
+def default_home() -> Path:
+    return Path(user_cache_dir("pampero"))
+
+
+class ModelConfig(BaseModel):
+    """One served model: its public id, where its weights are, and how to run it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, description="Public model id, as clients send it.")
+    path: str = Field(
+        default=DEFAULT_MODEL_PATH,
+        description="A local .gguf file, or 'default' for the embedded default model.",
+    )
+    aliases: list[str] = Field(default_factory=list, description="Other ids that reach this model.")
+    engine: str = Field(default="llamacpp", description="Engine name from the engine registry.")
+    n_ctx: int | None = Field(default=None, ge=16, description="Context length per sequence.")
+    chat_template: str | None = Field(
+        default=None, description="Path to a Jinja chat template overriding the model's own."
+    )
+
+    @classmethod
+    def from_flag(cls, value: str) -> ModelConfig:
+        """Build from a ``--model`` flag: a path, ``default``, or ``ID=PATH``."""
+        if "=" in value and not Path(value).exists():
+            model_id, _, path = value.partition("=")
+            return cls(id=model_id, path=path)
+        if value in (DEFAULT_MODEL_PATH, DEFAULT_MODEL_ID):
+            return cls(id=DEFAULT_MODEL_ID, path=DEFAULT_MODEL_PATH)
+        return cls(id=Path(value).stem, path=value)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the YAML or TOML config file named by ``config`` (flag or ``PAMPERO_CONFIG``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        text = self.path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if self.path.suffix == ".toml" else yaml.safe_load(text)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {self.path} must hold a mapping of settings")
+        return data
+
+
+class Settings(BaseSettings):
+    """Every knob pampero has. Flags, ``PAMPERO_*`` variables and the config file feed it."""
+
+    model_config = SettingsConfigDict(env_prefix="PAMPERO_", extra="forbid")
+
+    config: Path | None = Field(default=None, description="YAML or TOML config file.")
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    models: list[ModelConfig] = Field(
+        default_factory=lambda: [ModelConfig(id=DEFAULT_MODEL_ID)],
+        description="Served models (default: the embedded default model).",
+    )
+    api_keys: list[str] = Field(default_factory=list, description="Accepted bearer keys.")
+    insecure_no_auth: bool = Field(
+        default=False, description="Allow binding a non-loopback address without API keys."
+    )
+    strict_params: bool = Field(
+        default=False, description="Reject unknown request fields instead of listing them."
+    )
+    home: Path = Field(default_factory=default_home, description="Where pampero keeps its files.")
+    n_ctx: int = Field(default=4096, ge=64, description="Default context length per sequence.")
+    max_seqs: int = Field(default=8, ge=1, le=256, description="Sequences decoded together.")
+    max_queue: int = Field(default=64, ge=0, description="Requests waiting before 429.")
+    threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Decode threads."
+    )
+    threads_batch: int | None = Field(default=None, ge=1, description="Prefill threads.")
+    n_batch: int = Field(default=512, ge=16, description="Most tokens decoded in one step.")
+    prefill_chunk: int = Field(
+        default=256, ge=16, description="Most prompt tokens one sequence adds in one step."
+    )
+    kv_unified: bool = Field(default=True, description="One KV buffer shared by all sequences.")
+    prefix_cache: bool = Field(default=True, description="Reuse KV of matching prompt prefixes.")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
+    template_timeout: float = Field(default=2.0, gt=0, description="Chat template render budget.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for model in models:
+            for name in (model.id, *model.aliases):
+                if name in seen:
+                    raise ValueError(f"model id or alias {name!r} is used twice")
+                seen.add(name)
+        if not models:
+            raise ValueError("at least one model must be served")
+        return models
+
+    @model_validator(mode="after")
+    def _auth_on_public_bind(self) -> Settings:
+        if not self.api_keys and not self.insecure_no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to bind {self.host} without API keys: pass --api-key KEY, "
+                "or --insecure-no-auth to serve without authentication"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config = init_settings().get("config") or env_settings().get("config")
+        return (init_settings, env_settings, _FileSource(settings_cls, _as_path(config)))
+
+
+def _as_path(value: object) -> Path | None:
+    return Path(str(value)) if value else None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine."""
+    return host in ("localhost", "::1") or host.startswith("127.")
