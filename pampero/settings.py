@@ -139,6 +139,15 @@ class Settings(BaseSettings):
         return models
 
     @model_validator(mode="after")
+    def _batch_holds_every_sequence(self) -> Settings:
+        if self.n_batch < self.max_seqs:
+            raise ValueError(
+                f"n_batch ({self.n_batch}) must be at least max_seqs ({self.max_seqs}): "
+                "every running sequence adds one token to each step"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _auth_on_public_bind(self) -> Settings:
         if not self.api_keys and not self.insecure_no_auth and not is_loopback(self.host):
             raise ValueError(

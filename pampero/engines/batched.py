@@ -1,0 +1,171 @@
+"""An ``Engine`` over any batch runner: the scheduler on its own thread, bridged to asyncio.
+
+The event loop never waits on the model. ``generate`` submits at once (so ``Overloaded`` and
+context errors surface before a response starts) and returns an async iterator fed by the engine
+thread through ``loop.call_soon_threadsafe``: one call per step carries every request's events.
+Closing the iterator early (a client went away) aborts the request within one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pampero.engines.base import (
+    Capabilities,
+    EngineEvent,
+    EngineStats,
+    GenerationRequest,
+    Tokenizer,
+)
+from pampero.engines.scheduler import (
+    BatchRunner,
+    Emission,
+    Scheduler,
+    SchedulerConfig,
+    Vocabulary,
+)
+from pampero.engines.sequence import ActiveRequest
+from pampero.errors import EngineError, EngineNotReady
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """What a runner factory returns: the runner and what serving needs to know about it."""
+
+    runner: BatchRunner
+    tokenizer: Tokenizer
+    vocabulary: Vocabulary
+    capabilities: Capabilities
+    chat_template: str | None
+    close: Callable[[], None]
+
+
+class EventStream:
+    """The async iterator ``BatchedEngine.generate`` returns."""
+
+    def __init__(self, scheduler: Scheduler, request: GenerationRequest) -> None:
+        self._queue: asyncio.Queue[EngineEvent | BaseException | None] = asyncio.Queue()
+        self._scheduler = scheduler
+        self._finished = False
+        self._active: ActiveRequest = scheduler.submit(request, self._queue.put_nowait)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> EngineEvent:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            item = await self._queue.get()
+        except BaseException:
+            await self.aclose()
+            raise
+        if item is None:
+            self._finished = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._scheduler.abort(self._active)
+
+
+class BatchedEngine:
+    """Implements ``pampero.engines.base.Engine``."""
+
+    def __init__(
+        self,
+        model_id: str,
+        load: Callable[[], LoadedModel],
+        config: SchedulerConfig,
+    ) -> None:
+        self.model_id = model_id
+        self._load = load
+        self._config = config
+        self._loaded: LoadedModel | None = None
+        self._scheduler: Scheduler | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # The attributes serving reads, valid once started.
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._model().tokenizer
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._model().capabilities
+
+    @property
+    def chat_template(self) -> str | None:
+        return self._model().chat_template
+
+    def _model(self) -> LoadedModel:
+        if self._loaded is None:
+            raise EngineNotReady(f"model {self.model_id} is still loading")
+        return self._loaded
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loaded = await asyncio.to_thread(self._load)
+        self._scheduler = Scheduler(
+            self._loaded.runner, self._loaded.vocabulary, self._config, self._emit
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"engine:{self.model_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self._scheduler is not None
+        try:
+            self._scheduler.run(self._stop)
+        except BaseException as exc:  # report to every waiting client, then die visibly
+            log.exception("engine thread of %s died", self.model_id)
+            self._scheduler.fail_all(EngineError(f"the engine stopped: {exc}"))
+            raise
+        finally:
+            self._scheduler.fail_all(EngineNotReady(f"model {self.model_id} is shutting down"))
+
+    def _emit(self, batch: Emission) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_dispatch, batch)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        if self._scheduler is None or not self.is_alive():
+            raise EngineNotReady(f"model {self.model_id} is not ready")
+        return EventStream(self._scheduler, request)
+
+    def stats(self) -> EngineStats:
+        if self._scheduler is None:
+            return EngineStats(running=0, waiting=0, kv_used_tokens=0, kv_capacity_tokens=0)
+        return self._scheduler.stats()
+
+
+def _dispatch(batch: list[tuple[Callable[[Any], None], Any]]) -> None:
+    for sink, item in batch:
+        sink(item)

@@ -1,0 +1,168 @@
+"""llama.cpp as a batch runner: one context, many sequences, one ``llama_decode`` per step.
+
+The scheduler hands over a flat list of (token, position, sequence, wants-logits) rows; the runner
+writes them into a ``llama_batch`` whose arrays are numpy buffers (no per-token ctypes calls),
+decodes, and returns the logits of the rows that asked for them as one float32 matrix.
+
+Sequences live in one unified KV buffer (``kv_unified``) by default: any mix of sequences and
+prefill chunks fits in one micro-batch, and copying a prompt prefix between sequences is a
+metadata update, not a memory copy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as L
+import numpy as np
+import numpy.typing as npt
+
+from pampero.engines.llamacpp.tokenizer import LlamaTokenizer
+from pampero.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+_GGML_LOG_WARN, _GGML_LOG_ERROR = 3, 4  # enum ggml_log_level
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    path: Path
+    n_ctx_seq: int  # context per sequence (0: the model's training context)
+    max_seqs: int
+    n_batch: int
+    threads: int
+    threads_batch: int
+    kv_unified: bool = True
+
+
+def _silence_llama_logs() -> object:
+    # llama.cpp prints every load detail to stderr; keep warnings and errors only.
+    def sink(level: int, text: bytes, _user: object) -> None:
+        if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR) and text:
+            log.warning("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+    callback = L.llama_log_callback(sink)
+    L.llama_log_set(callback, None)
+    return callback
+
+
+_LOG_CALLBACK: list[object] = []
+
+
+class LlamaRunner:
+    """Owns a llama.cpp model, its context and its batch buffers. Not thread-safe: the
+    scheduler thread is its only user after construction."""
+
+    def __init__(self, config: RunnerConfig) -> None:
+        if not _LOG_CALLBACK:
+            _LOG_CALLBACK.append(_silence_llama_logs())
+            L.llama_backend_init()
+        if not config.path.is_file():
+            raise EngineError(f"model file {config.path} does not exist")
+        self.config = config
+        self._model = L.llama_model_load_from_file(
+            str(config.path).encode(), L.llama_model_default_params()
+        )
+        if not self._model:
+            raise EngineError(f"llama.cpp could not load {config.path}")
+        self.n_ctx_train = int(L.llama_model_n_ctx_train(self._model))
+        self.n_ctx_seq = min(config.n_ctx_seq or self.n_ctx_train, self.n_ctx_train)
+        self._ctx = self._new_context(config)
+        self._memory = L.llama_get_memory(self._ctx)
+        self.tokenizer = LlamaTokenizer(L.llama_model_get_vocab(self._model))
+        self.n_vocab = self.tokenizer.vocab_size
+        self.chat_template = self._chat_template()
+        self.n_batch = config.n_batch
+        self._alloc_batch(config.n_batch)
+
+    def _new_context(self, config: RunnerConfig) -> object:
+        params = L.llama_context_default_params()
+        # Unified or split, the total is one full context per sequence slot, so a sequence
+        # never runs out of KV before it reaches n_ctx_seq and no preemption is needed.
+        params.n_ctx = self.n_ctx_seq * config.max_seqs
+        params.n_seq_max = config.max_seqs
+        params.n_batch = config.n_batch
+        params.n_ubatch = config.n_batch
+        params.n_threads = config.threads
+        params.n_threads_batch = config.threads_batch
+        params.kv_unified = config.kv_unified
+        params.no_perf = True
+        ctx = L.llama_init_from_model(self._model, params)
+        if not ctx:
+            raise EngineError("llama.cpp could not create a context (out of memory?)")
+        return ctx
+
+    def _chat_template(self) -> str | None:
+        raw = L.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8") if raw else None
+
+    def _alloc_batch(self, n: int) -> None:
+        self._tokens = np.zeros(n, dtype=np.int32)
+        self._pos = np.zeros(n, dtype=np.int32)
+        self._n_seq_id = np.ones(n, dtype=np.int32)
+        self._seq_storage = np.zeros(n, dtype=np.int32)
+        self._logits_flag = np.zeros(n, dtype=np.int8)
+        seq_ptr_type = ctypes.POINTER(L.llama_seq_id)
+        base = self._seq_storage.ctypes.data
+        self._seq_ptrs = (seq_ptr_type * n)(
+            *[ctypes.cast(base + 4 * i, seq_ptr_type) for i in range(n)]
+        )
+        batch = L.llama_batch()
+        batch.token = self._tokens.ctypes.data_as(ctypes.POINTER(L.llama_token))
+        batch.embd = None
+        batch.pos = self._pos.ctypes.data_as(ctypes.POINTER(L.llama_pos))
+        batch.n_seq_id = self._n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        batch.seq_id = ctypes.cast(self._seq_ptrs, ctypes.POINTER(seq_ptr_type))
+        batch.logits = self._logits_flag.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self._batch = batch
+
+    def decode(
+        self,
+        tokens: npt.NDArray[np.int32],
+        positions: npt.NDArray[np.int32],
+        seq_ids: npt.NDArray[np.int32],
+        want_logits: npt.NDArray[np.int8],
+    ) -> npt.NDArray[np.float32]:
+        """Decode one batch; return the logits rows (in batch order) of rows with want_logits."""
+        n = len(tokens)
+        if n == 0 or n > self.n_batch:
+            raise EngineError(f"batch of {n} tokens does not fit n_batch={self.n_batch}")
+        self._tokens[:n] = tokens
+        self._pos[:n] = positions
+        self._seq_storage[:n] = seq_ids
+        self._logits_flag[:n] = want_logits
+        self._batch.n_tokens = n
+        status = L.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+        n_out = int(np.count_nonzero(want_logits))
+        if n_out == 0:
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        pointer = L.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(pointer, shape=(n_out, self.n_vocab))
+
+    def seq_remove(self, seq_id: int, start: int = 0, end: int = -1) -> None:
+        """Drop positions [start, end) of a sequence from the KV memory (end -1: to the end)."""
+        L.llama_memory_seq_rm(self._memory, seq_id, start, end)
+
+    def seq_copy(self, src: int, dst: int, end: int = -1) -> None:
+        """Make ``dst`` share ``src``'s KV entries for positions [0, end).
+
+        A split KV buffer can only copy a whole sequence: there ``end`` is ignored and the
+        caller must only copy a sequence that holds nothing past ``end``."""
+        if self.config.kv_unified:
+            L.llama_memory_seq_cp(self._memory, src, dst, 0, end)
+        else:
+            L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+
+    def close(self) -> None:
+        if self._ctx:
+            L.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            L.llama_model_free(self._model)
+            self._model = None

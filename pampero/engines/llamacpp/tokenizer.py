@@ -1,0 +1,87 @@
+"""A GGUF model's vocabulary, through llama.cpp's tokenizer.
+
+Token pieces are read once at load into a bytes table, so detokenizing a generated token on the
+hot path is a list lookup, not a foreign call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+
+import llama_cpp as L
+
+_CONTROL = L.LLAMA_TOKEN_ATTR_CONTROL
+
+
+class LlamaTokenizer:
+    """Implements ``pampero.engines.base.Tokenizer`` over a loaded ``llama_vocab``."""
+
+    def __init__(self, vocab: object) -> None:
+        self._vocab = vocab
+        self.vocab_size = int(L.llama_vocab_n_tokens(vocab))
+        self.pieces: list[bytes] = _read_pieces(vocab, self.vocab_size)
+        self.special_ids = frozenset(
+            i for i in range(self.vocab_size) if L.llama_vocab_get_attr(vocab, i) & _CONTROL
+        )
+        self.eog_token_ids = frozenset(
+            i for i in range(self.vocab_size) if L.llama_vocab_is_eog(vocab, i)
+        )
+        bos = int(L.llama_vocab_bos(vocab))
+        eos = int(L.llama_vocab_eos(vocab))
+        self.bos_token_id = bos if bos >= 0 else None
+        self.add_bos = bool(L.llama_vocab_get_add_bos(vocab))
+        self.bos_text = self._text(bos)
+        self.eos_text = self._text(eos)
+        self._special_texts = frozenset(
+            self.pieces[i].decode("utf-8", "replace") for i in self.special_ids if self.pieces[i]
+        )
+
+    def _text(self, token_id: int) -> str | None:
+        if 0 <= token_id < self.vocab_size:
+            return self.pieces[token_id].decode("utf-8", "replace")
+        return None
+
+    def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buf = (L.llama_token * capacity)()
+            n = L.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+            if n >= 0:
+                return list(buf[:n])
+            capacity = -n
+
+    def decode(self, token_ids: Sequence[int], *, skip_special: bool = True) -> str:
+        pieces = self.pieces
+        special = self.special_ids
+        parts = [
+            pieces[t]
+            for t in token_ids
+            if 0 <= t < self.vocab_size and not (skip_special and t in special)
+        ]
+        return b"".join(parts).decode("utf-8", "replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.pieces[token_id]
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self.special_ids
+
+    def special_texts(self) -> frozenset[str]:
+        return self._special_texts
+
+
+def _read_pieces(vocab: object, n_vocab: int) -> list[bytes]:
+    size = 256
+    buf = ctypes.create_string_buffer(size)
+    pieces: list[bytes] = []
+    for token in range(n_vocab):
+        n = L.llama_token_to_piece(vocab, token, buf, size, 0, True)
+        if n < 0:
+            bigger = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(vocab, token, bigger, -n, 0, True)
+            pieces.append(bigger.raw[:n])
+        else:
+            pieces.append(buf.raw[:n])
+    return pieces

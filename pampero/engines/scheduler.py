@@ -1,0 +1,501 @@
+"""Continuous batching over a batch runner, on one dedicated thread.
+
+Every step: take in new requests and aborts, admit waiting requests into free sequence slots
+(lowest ``priority`` value first, then arrival), build one batch with one token for every
+decoding sequence plus prompt chunks of prefilling sequences (at most ``prefill_chunk`` tokens
+each, so a long prompt never stalls running streams for long), decode it once, sample every
+sequence that got logits, check stops, and hand each request its step's deltas.
+
+KV memory is organised in ``max_seqs`` slots (llama.cpp sequence ids). A finished sequence's slot
+keeps its tokens in KV; a new prompt takes the free slot that shares its longest prefix and only
+decodes the rest (``prefix_cache``). With a unified KV buffer a prompt can also borrow a prefix
+from any other slot, busy or not, and the ``n`` choices of one request share one prefill.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence as Seq
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from pampero.engines.base import EngineEvent, EngineStats, GenerationRequest, TokenLogprob
+from pampero.engines.sequence import ActiveRequest, Phase, Sequence, Sink
+from pampero.errors import (
+    ContextLengthExceeded,
+    EngineError,
+    InvalidRequestError,
+    Overloaded,
+    PamperoError,
+)
+from pampero.sampling.sampler import Sampler, logprobs_of
+from pampero.sampling.text import TextAssembler
+
+log = logging.getLogger(__name__)
+
+Emission = list[tuple[Sink, EngineEvent | BaseException | None]]
+
+# A prompt_logprobs request keeps every prompt row's logits (n_vocab floats each): cap its chunk.
+_PROMPT_LOGPROB_CHUNK = 64
+
+
+class BatchRunner(Protocol):
+    """What the scheduler needs from a model (see ``pampero.engines.llamacpp.runner``)."""
+
+    n_batch: int
+    n_ctx_seq: int
+    n_vocab: int
+
+    def decode(
+        self,
+        tokens: npt.NDArray[np.int32],
+        positions: npt.NDArray[np.int32],
+        seq_ids: npt.NDArray[np.int32],
+        want_logits: npt.NDArray[np.int8],
+    ) -> npt.NDArray[np.float32]: ...
+
+    def seq_remove(self, seq_id: int, start: int = 0, end: int = -1) -> None: ...
+
+    def seq_copy(self, src: int, dst: int, end: int = -1) -> None: ...
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    pieces: Seq[bytes]
+    special_ids: frozenset[int]
+    eog_ids: frozenset[int]
+
+
+@dataclass
+class SchedulerConfig:
+    max_seqs: int
+    prefill_chunk: int
+    max_queue: int
+    prefix_cache: bool = True
+    share_prefixes: bool = True  # needs a unified KV buffer
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # KV holds tokens[:n_cached]
+    n_cached: int = 0
+    busy: bool = False
+
+
+@dataclass
+class _Row:
+    sequence: Sequence
+    position: int
+    samples: bool  # the row's logits choose the next token (else: a prompt-logprob row)
+
+
+class Scheduler:
+    """Owns the runner; ``run`` is the engine thread's body, the rest is thread-safe."""
+
+    def __init__(
+        self,
+        runner: BatchRunner,
+        vocab: Vocabulary,
+        config: SchedulerConfig,
+        emit: Callable[[Emission], None],
+    ) -> None:
+        self.runner = runner
+        self.vocab = vocab
+        self.config = config
+        self._emit = emit
+        self._inbox: queue.SimpleQueue[tuple[str, ActiveRequest]] = queue.SimpleQueue()
+        self._waiting: list[tuple[tuple[int, int], ActiveRequest]] = []
+        self._running: list[ActiveRequest] = []
+        self._slots = [_Slot(i) for i in range(config.max_seqs)]
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self._queued = 0  # submitted, not yet admitted (guarded by _lock)
+        self._free_slots = config.max_seqs  # approximate, read by submitters
+        self._wake = threading.Event()
+        self._outbox: Emission = []
+
+    # -- any thread ---------------------------------------------------------------------------
+
+    def submit(self, generation: GenerationRequest, sink: Sink) -> ActiveRequest:
+        """Queue a request. Raises ``Overloaded`` or ``ContextLengthExceeded`` at once."""
+        n_prompt = len(generation.prompt_tokens)
+        if n_prompt == 0:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        if generation.sampling.n > self.config.max_seqs:
+            raise InvalidRequestError(
+                f"n={generation.sampling.n} exceeds the {self.config.max_seqs} sequences this "
+                "server decodes at once (--max-seqs)",
+                param="n",
+            )
+        if n_prompt >= self.runner.n_ctx_seq:
+            raise ContextLengthExceeded(
+                f"the prompt has {n_prompt} tokens; this model's context is "
+                f"{self.runner.n_ctx_seq} tokens and at least one must be left to generate",
+                param="messages",
+            )
+        with self._lock:
+            if self._queued - self._free_slots >= self.config.max_queue:
+                raise Overloaded(
+                    f"the server is at capacity ({self._queued} requests waiting); retry shortly"
+                )
+            self._queued += 1
+        request = ActiveRequest(generation=generation, sink=sink, order=next(self._order))
+        self._inbox.put(("submit", request))
+        self._wake.set()
+        return request
+
+    def abort(self, request: ActiveRequest) -> None:
+        """Stop a request within one step and free its memory."""
+        request.cancelled = True
+        self._inbox.put(("abort", request))
+        self._wake.set()
+
+    def stats(self) -> EngineStats:
+        running = sum(
+            1 for r in list(self._running) for s in r.sequences if s.phase is not Phase.DONE
+        )
+        used = sum(s.n_cached for s in self._slots if s.busy)
+        return EngineStats(
+            running=running,
+            waiting=self._queued,
+            kv_used_tokens=used,
+            kv_capacity_tokens=self.runner.n_ctx_seq * self.config.max_seqs,
+        )
+
+    # -- engine thread ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._drain_inbox(block=not self._running and not self._waiting, stop=stop)
+            self._admit()
+            if not self._running:
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # the engine must outlive one bad step
+                log.exception("engine step failed")
+                self._fail_running(exc)
+            self._flush()
+
+    def _drain_inbox(self, *, block: bool, stop: threading.Event) -> None:
+        if block:
+            self._wake.wait(timeout=0.5)
+        self._wake.clear()
+        while True:
+            try:
+                kind, request = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "submit":
+                heapq.heappush(self._waiting, (request.sort_key(), request))
+            else:
+                self._cancel(request)
+
+    def _cancel(self, request: ActiveRequest) -> None:
+        if request in self._running:
+            self._running.remove(request)
+            for sequence in request.sequences:
+                self._release(sequence, keep_cache=False)
+            self._outbox.append((request.sink, None))
+        self._flush()
+
+    def _admit(self) -> None:
+        while self._waiting:
+            request = self._waiting[0][1]
+            if request.cancelled:
+                heapq.heappop(self._waiting)
+                self._dequeued()
+                continue
+            free = [slot for slot in self._slots if not slot.busy]
+            if len(free) < request.generation.sampling.n:
+                return
+            heapq.heappop(self._waiting)
+            self._dequeued()
+            self._start(request, free)
+            self._running.append(request)
+        self._free_slots = sum(1 for slot in self._slots if not slot.busy)
+
+    def _dequeued(self) -> None:
+        with self._lock:
+            self._queued -= 1
+
+    def _start(self, request: ActiveRequest, free: list[_Slot]) -> None:
+        generation = request.generation
+        prompt = generation.prompt_tokens
+        params = generation.sampling
+        reuse = self.config.prefix_cache and params.prompt_logprobs is None
+        # Prefer the slot sharing the longest prefix; among equals, the one caching least.
+        primary = max(free, key=lambda s: (_common_prefix(s, prompt) if reuse else 0, -s.n_cached))
+        n_past = self._reuse_prefix(primary, prompt) if reuse else 0
+        if not reuse:
+            self.runner.seq_remove(primary.seq_id)
+        request.cached_tokens = n_past
+        if params.prompt_logprobs is not None:
+            request.prompt_logprobs = [None] * len(prompt)
+        others = sorted((s for s in free if s is not primary), key=lambda s: s.n_cached)
+        slots = [primary, *others[: params.n - 1]]
+        for index, slot in enumerate(slots):
+            slot.busy = True
+            if index:
+                self.runner.seq_remove(slot.seq_id)
+            request.sequences.append(self._new_sequence(request, index, slot, n_past if not index else 0))
+
+    def _reuse_prefix(self, primary: _Slot, prompt: list[int]) -> int:
+        """Put the longest available cached prefix of ``prompt`` into ``primary``'s KV."""
+        limit = len(prompt) - 1  # the last prompt token is always decoded: it gives the logits
+        best, best_len = primary, min(_common_prefix(primary, prompt), limit)
+        if self.config.share_prefixes:
+            for slot in self._slots:
+                length = min(_common_prefix(slot, prompt), limit)
+                if slot is not primary and length > best_len:
+                    best, best_len = slot, length
+        if best is primary:
+            self.runner.seq_remove(primary.seq_id, best_len, -1)
+        else:
+            self.runner.seq_remove(primary.seq_id)
+            self.runner.seq_copy(best.seq_id, primary.seq_id, best_len)
+        return best_len
+
+    def _new_sequence(self, request: ActiveRequest, index: int, slot: _Slot, n_past: int) -> Sequence:
+        params = request.generation.sampling
+        prompt = request.generation.prompt_tokens
+        slot.tokens = list(prompt)
+        slot.n_cached = n_past
+        return Sequence(
+            request=request,
+            index=index,
+            slot=slot.seq_id,
+            tokens=slot.tokens,
+            n_prompt=len(prompt),
+            n_past=n_past,
+            sampler=Sampler(
+                params,
+                prompt,
+                vocab_size=self.runner.n_vocab,
+                end_ids=self.vocab.eog_ids,
+                choice_index=index,
+            ),
+            text=TextAssembler(
+                self.vocab.pieces,
+                self.vocab.special_ids,
+                stop=params.stop,
+                include_stop=params.include_stop_str_in_output,
+                skip_special=params.skip_special_tokens,
+                spaces_between_special=params.spaces_between_special_tokens,
+            ),
+            phase=Phase.PREFILL if index == 0 else Phase.WAITING_SIBLING,
+        )
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        rows, tokens, positions, seq_ids, want = self._build_batch()
+        if not rows and not len(tokens):
+            return
+        logits = self.runner.decode(tokens, positions, seq_ids, want)
+        self._consume(rows, logits)
+        self._collect()
+
+    def _build_batch(
+        self,
+    ) -> tuple[list[_Row], npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int8]]:
+        rows: list[_Row] = []
+        tok: list[npt.NDArray[np.int32]] = []
+        pos: list[npt.NDArray[np.int32]] = []
+        sid: list[npt.NDArray[np.int32]] = []
+        out: list[npt.NDArray[np.int8]] = []
+        decoding = [s for r in self._running for s in r.sequences if s.phase is Phase.DECODE]
+        if decoding:
+            tok.append(np.fromiter((s.tokens[-1] for s in decoding), np.int32, len(decoding)))
+            pos.append(np.fromiter((s.n_past for s in decoding), np.int32, len(decoding)))
+            sid.append(np.fromiter((s.slot for s in decoding), np.int32, len(decoding)))
+            out.append(np.ones(len(decoding), dtype=np.int8))
+            for s in decoding:
+                rows.append(_Row(s, s.n_past, True))
+                s.n_past += 1
+        budget = self.runner.n_batch - len(decoding)
+        for request in self._running:
+            for s in request.sequences:
+                if s.phase is not Phase.PREFILL or budget <= 0:
+                    continue
+                taken = self._add_prefill(s, budget, rows, tok, pos, sid, out)
+                budget -= taken
+        if not tok:
+            empty = np.empty(0, dtype=np.int32)
+            return rows, empty, empty, empty, np.empty(0, dtype=np.int8)
+        return rows, np.concatenate(tok), np.concatenate(pos), np.concatenate(sid), np.concatenate(out)
+
+    def _add_prefill(
+        self,
+        s: Sequence,
+        budget: int,
+        rows: list[_Row],
+        tok: list[npt.NDArray[np.int32]],
+        pos: list[npt.NDArray[np.int32]],
+        sid: list[npt.NDArray[np.int32]],
+        out: list[npt.NDArray[np.int8]],
+    ) -> int:
+        wants_prompt_lp = s.request.prompt_logprobs is not None
+        limit = _PROMPT_LOGPROB_CHUNK if wants_prompt_lp else self.config.prefill_chunk
+        count = min(s.n_prompt - s.n_past, limit, budget)
+        start = s.n_past
+        positions = np.arange(start, start + count, dtype=np.int32)
+        flags = np.zeros(count, dtype=np.int8)
+        if wants_prompt_lp:
+            flags[:] = 1
+            rows.extend(_Row(s, int(p), False) for p in positions[:-1])
+        if start + count == s.n_prompt:
+            flags[-1] = 1
+            rows.append(_Row(s, s.n_prompt - 1, True))
+            s.phase = Phase.DECODE
+        elif wants_prompt_lp:
+            rows.append(_Row(s, int(positions[-1]), False))
+        tok.append(np.asarray(s.tokens[start : start + count], dtype=np.int32))
+        pos.append(positions)
+        sid.append(np.full(count, s.slot, dtype=np.int32))
+        out.append(flags)
+        s.n_past += count
+        return count
+
+    def _consume(self, rows: list[_Row], logits: npt.NDArray[np.float32]) -> None:
+        greedy = [i for i, r in enumerate(rows) if r.samples and r.sequence.sampler.plain_greedy]
+        chosen: dict[int, int] = {}
+        if greedy:
+            picks = np.argmax(logits[greedy], axis=1)
+            chosen = dict(zip(greedy, (int(p) for p in picks), strict=True))
+        for i, row in enumerate(rows):
+            s = row.sequence
+            if not row.samples:
+                self._prompt_logprob(s, row.position, logits[i])
+                continue
+            if s.phase is Phase.DONE:
+                continue
+            token = chosen[i] if i in chosen else s.sampler.choose(logits[i], s.output_ids)
+            first = not s.output_ids
+            self._append(s, token, logits[i])
+            if first and s.index == 0:
+                self._start_siblings(s, logits[i])
+
+    def _prompt_logprob(self, s: Sequence, position: int, row: npt.NDArray[np.float32]) -> None:
+        plp = s.request.prompt_logprobs
+        k = s.request.generation.sampling.prompt_logprobs
+        if plp is None or k is None or position + 1 >= s.n_prompt:
+            return
+        plp[position + 1] = logprobs_of(row, s.tokens[position + 1], k)
+
+    def _start_siblings(self, primary: Sequence, row: npt.NDArray[np.float32]) -> None:
+        for sibling in primary.request.sequences[1:]:
+            if sibling.phase is not Phase.WAITING_SIBLING:
+                continue
+            self.runner.seq_copy(primary.slot, sibling.slot, primary.n_prompt)
+            sibling.n_past = primary.n_prompt
+            self._slots[sibling.slot].n_cached = primary.n_prompt
+            sibling.phase = Phase.DECODE
+            self._append(sibling, sibling.sampler.choose(row, sibling.output_ids), row)
+
+    def _append(self, s: Sequence, token: int, row: npt.NDArray[np.float32]) -> None:
+        params = s.request.generation.sampling
+        s.sampler.accept(token)
+        if params.logprobs is not None:
+            s.pending_logprobs.append(logprobs_of(row, token, params.logprobs))
+        s.tokens.append(token)
+        s.output_ids.append(token)
+        s.pending_ids.append(token)
+        self._slots[s.slot].n_cached = s.n_past
+        n_out = len(s.output_ids)
+        if token in self.vocab.eog_ids and not params.ignore_eos:
+            self._finish(s, "stop", None)
+        elif token in params.stop_token_ids:
+            if params.include_stop_str_in_output:
+                s.text.add(token)
+            self._finish(s, "stop", token)
+        else:
+            before = len(s.text.text)
+            s.text.add(token)
+            stop = s.text.find_stop(before) if n_out >= params.min_tokens else None
+            if stop is not None:
+                self._finish(s, "stop", stop)
+        if s.phase is Phase.DONE:
+            return
+        limit = params.max_tokens
+        if (limit is not None and n_out >= limit) or len(s.tokens) >= self.runner.n_ctx_seq:
+            self._finish(s, "length", None)
+
+    def _finish(self, s: Sequence, reason: str, stop_reason: str | int | None) -> None:
+        s.phase = Phase.DONE
+        s.finish_reason = reason
+        s.stop_reason = stop_reason
+
+    def _collect(self) -> None:
+        """Queue each running request's deltas for this step; retire finished requests."""
+        still: list[ActiveRequest] = []
+        for request in self._running:
+            deltas = [d for s in request.sequences if (d := s.delta()) is not None]
+            if deltas:
+                event = EngineEvent(
+                    deltas=deltas,
+                    prompt_tokens=len(request.generation.prompt_tokens),
+                    cached_tokens=request.cached_tokens,
+                    prompt_logprobs=None if request.sent_first else request.prompt_logprobs,
+                )
+                request.sent_first = True
+                self._outbox.append((request.sink, event))
+            if request.done:
+                for s in request.sequences:
+                    self._release(s, keep_cache=True)
+                self._outbox.append((request.sink, None))
+            else:
+                still.append(request)
+        self._running = still
+
+    def _release(self, s: Sequence, *, keep_cache: bool) -> None:
+        slot = self._slots[s.slot]
+        slot.busy = False
+        if keep_cache:
+            slot.n_cached = min(s.n_past, len(s.tokens))
+        else:
+            self.runner.seq_remove(slot.seq_id)
+            slot.tokens, slot.n_cached = [], 0
+        self._free_slots = sum(1 for x in self._slots if not x.busy)
+
+    def _fail_running(self, exc: Exception) -> None:
+        error = exc if isinstance(exc, PamperoError) else EngineError(f"generation failed: {exc}")
+        for request in self._running:
+            for s in request.sequences:
+                self._release(s, keep_cache=False)
+            self._outbox.append((request.sink, error))
+        self._running = []
+
+    def fail_all(self, error: BaseException) -> None:
+        """Called once when the engine thread is going away."""
+        for request in self._running:
+            self._outbox.append((request.sink, error))
+        for _, request in self._waiting:
+            self._outbox.append((request.sink, error))
+        self._running, self._waiting = [], []
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            self._emit(batch)
+
+
+def _common_prefix(slot: _Slot, prompt: list[int]) -> int:
+    cached = slot.tokens
+    limit = min(slot.n_cached, len(prompt))
+    n = 0
+    while n < limit and cached[n] == prompt[n]:
+        n += 1
+    return n
+
+
+__all__ = ["BatchRunner", "Scheduler", "SchedulerConfig", "TokenLogprob", "Vocabulary"]

@@ -1,0 +1,86 @@
+"""The state of one request inside the scheduler, and of each of its choices (sequences)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pampero.engines.base import (
+    EngineEvent,
+    GenerationRequest,
+    SequenceDelta,
+    TokenLogprob,
+)
+from pampero.sampling.sampler import Sampler
+from pampero.sampling.text import TextAssembler
+
+Sink = Callable[[EngineEvent | BaseException | None], None]
+
+
+class Phase(enum.Enum):
+    WAITING_SIBLING = "waiting_sibling"  # n > 1: shares the first choice's prompt once prefilled
+    PREFILL = "prefill"
+    DECODE = "decode"
+    DONE = "done"
+
+
+@dataclass
+class Sequence:
+    """One choice of a request: its KV slot, its tokens and its output so far."""
+
+    request: ActiveRequest
+    index: int
+    slot: int
+    tokens: list[int]  # prompt + generated; KV holds tokens[:n_past]
+    n_prompt: int
+    n_past: int
+    sampler: Sampler
+    text: TextAssembler
+    phase: Phase = Phase.PREFILL
+    output_ids: list[int] = field(default_factory=list)
+    pending_ids: list[int] = field(default_factory=list)
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+
+    def delta(self) -> SequenceDelta | None:
+        """What this sequence produced since the last delta, or None if nothing."""
+        final = self.phase is Phase.DONE
+        text = self.text.take(final)
+        if not (text or self.pending_ids or final):
+            return None
+        wants_logprobs = self.request.generation.sampling.logprobs is not None
+        out = SequenceDelta(
+            index=self.index,
+            text=text,
+            token_ids=self.pending_ids,
+            logprobs=self.pending_logprobs if wants_logprobs else None,
+            finish_reason=self.finish_reason if final else None,
+            stop_reason=self.stop_reason if final else None,
+        )
+        self.pending_ids = []
+        self.pending_logprobs = []
+        return out
+
+
+@dataclass
+class ActiveRequest:
+    """A request the scheduler knows about, from submission to its last event."""
+
+    generation: GenerationRequest
+    sink: Sink
+    order: int
+    sequences: list[Sequence] = field(default_factory=list)
+    cancelled: bool = False
+    cached_tokens: int = 0
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+    sent_first: bool = False
+
+    @property
+    def done(self) -> bool:
+        return bool(self.sequences) and all(s.phase is Phase.DONE for s in self.sequences)
+
+    def sort_key(self) -> tuple[int, int]:
+        # vLLM's convention: a lower priority value is served earlier; ties by arrival.
+        return (self.generation.priority, self.order)

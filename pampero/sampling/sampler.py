@@ -1,0 +1,168 @@
+"""Per-sequence token sampling on a numpy logits row, with vLLM's parameter semantics.
+
+Order of operations (as in vLLM): allowed-token mask, ``min_tokens`` suppression of end tokens,
+``logit_bias``, repetition/frequency/presence penalties, named logits processors, then
+temperature, ``min_p``, ``top_k`` and ``top_p``. Greedy sequences without any processing are
+sampled by the scheduler in one vectorised ``argmax`` over the batch (``Sampler.plain_greedy``).
+
+Log-probabilities are those of the model's raw distribution (vLLM's default "raw logprobs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from pampero.engines.base import SamplingParams, TokenLogprob
+
+FloatRow = npt.NDArray[np.float32]
+
+# top_p first looks at this many best tokens; only if they hold less than top_p of the mass
+# does it fall back to sorting the whole vocabulary.
+_TOP_P_WINDOW = 1024
+
+
+class Sampler:
+    """Chooses the next token of one sequence and keeps the state penalties need."""
+
+    def __init__(
+        self,
+        params: SamplingParams,
+        prompt_ids: Sequence[int],
+        *,
+        vocab_size: int,
+        end_ids: frozenset[int],
+        choice_index: int = 0,
+    ) -> None:
+        self.params = params
+        self.vocab_size = vocab_size
+        entropy = None if params.seed is None else [params.seed & (2**64 - 1), choice_index]
+        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+        self._counts: dict[int, int] = {}
+        self._bias_ids = np.fromiter(params.logit_bias.keys(), dtype=np.int64)
+        self._bias_values = np.fromiter(params.logit_bias.values(), dtype=np.float32)
+        self._allowed = (
+            np.unique(np.asarray(params.allowed_token_ids, dtype=np.int64))
+            if params.allowed_token_ids
+            else None
+        )
+        # Until min_tokens are out, neither end tokens nor stop_token_ids may be chosen; with
+        # ignore_eos, end tokens never may (as llama.cpp does, so the text stays coherent).
+        self._min_suppress = np.fromiter(sorted(end_ids | set(params.stop_token_ids)), np.int64)
+        self._end_ids = np.fromiter(sorted(end_ids), dtype=np.int64)
+        self._prompt_unique = (
+            np.unique(np.asarray(prompt_ids, dtype=np.int64))
+            if params.repetition_penalty != 1.0
+            else np.empty(0, dtype=np.int64)
+        )
+        self._penalised = (
+            params.repetition_penalty != 1.0
+            or params.frequency_penalty != 0.0
+            or params.presence_penalty != 0.0
+        )
+        self._processes = bool(
+            self._allowed is not None
+            or len(self._bias_ids)
+            or self._penalised
+            or params.logits_processors
+            or params.min_tokens
+            or params.ignore_eos
+        )
+        self.plain_greedy = params.greedy and not self._processes
+
+    def accept(self, token_id: int) -> None:
+        """Record a generated token (for penalties)."""
+        if self._penalised:
+            self._counts[token_id] = self._counts.get(token_id, 0) + 1
+
+    def choose(self, logits: FloatRow, output_ids: Sequence[int]) -> int:
+        """The next token for this sequence, given its raw logits row (not modified)."""
+        if self._processes:
+            logits = self._process(logits.copy(), output_ids)
+        if self.params.greedy:
+            return int(np.argmax(logits))
+        return self._sample(logits)
+
+    def _process(self, row: FloatRow, output_ids: Sequence[int]) -> FloatRow:
+        params = self.params
+        if self._allowed is not None:
+            kept = row[self._allowed]
+            row.fill(-np.inf)
+            row[self._allowed] = kept
+        if len(output_ids) < params.min_tokens:
+            row[self._min_suppress] = -np.inf
+        if params.ignore_eos:
+            row[self._end_ids] = -np.inf
+        if len(self._bias_ids):
+            row[self._bias_ids] += self._bias_values
+        if self._penalised:
+            self._penalise(row)
+        for processor in params.logits_processors:
+            processor(output_ids, row)
+        return row
+
+    def _penalise(self, row: FloatRow) -> None:
+        params = self.params
+        out_ids = np.fromiter(self._counts.keys(), dtype=np.int64, count=len(self._counts))
+        if params.repetition_penalty != 1.0:
+            seen = np.union1d(self._prompt_unique, out_ids)
+            values = row[seen]
+            penalty = params.repetition_penalty
+            row[seen] = np.where(values > 0, values / penalty, values * penalty)
+        if len(out_ids) and (params.frequency_penalty or params.presence_penalty):
+            counts = np.fromiter(self._counts.values(), dtype=np.float32, count=len(out_ids))
+            row[out_ids] -= params.frequency_penalty * counts + params.presence_penalty
+
+    def _sample(self, logits: FloatRow) -> int:
+        params = self.params
+        scaled = logits / np.float32(params.temperature)
+        ids: npt.NDArray[np.int64] | None = None
+        if 0 < params.top_k < len(scaled):
+            ids = np.argpartition(scaled, -params.top_k)[-params.top_k :]
+            scaled = scaled[ids]
+        probs = _softmax(scaled)
+        if params.min_p > 0.0:
+            probs = np.where(probs >= params.min_p * probs.max(), probs, 0.0)
+        if params.top_p < 1.0:
+            ids, probs = _top_p(probs, ids, params.top_p)
+        cumulative = np.cumsum(probs, dtype=np.float64)
+        pick = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
+        pick = min(pick, len(probs) - 1)
+        return int(ids[pick]) if ids is not None else pick
+
+
+def _softmax(x: FloatRow) -> FloatRow:
+    shifted = np.exp(x - np.max(x))
+    return shifted / shifted.sum()  # type: ignore[no-any-return]
+
+
+def _top_p(
+    probs: FloatRow, ids: npt.NDArray[np.int64] | None, top_p: float
+) -> tuple[npt.NDArray[np.int64], FloatRow]:
+    """Keep the smallest most-likely set whose mass reaches ``top_p`` (sorted descending)."""
+    candidates: npt.NDArray[np.int64]
+    if len(probs) > _TOP_P_WINDOW:
+        window = np.argpartition(probs, -_TOP_P_WINDOW)[-_TOP_P_WINDOW:]
+        candidates = window if probs[window].sum() >= top_p else np.arange(len(probs))
+    else:
+        candidates = np.arange(len(probs))
+    order = candidates[np.argsort(-probs[candidates], kind="stable")]
+    sorted_probs = probs[order]
+    cut = int(np.searchsorted(np.cumsum(sorted_probs), top_p * sorted_probs.sum())) + 1
+    order = order[:cut]
+    chosen_ids = ids[order] if ids is not None else order
+    return chosen_ids.astype(np.int64), probs[order]
+
+
+def logprobs_of(row: FloatRow, chosen: int, top: int) -> TokenLogprob:
+    """The chosen token's log-probability and the ``top`` most likely tokens, from raw logits."""
+    peak = float(np.max(row))
+    log_total = peak + float(np.log(np.sum(np.exp(row - peak), dtype=np.float64)))
+    entry = TokenLogprob(token_id=chosen, logprob=float(row[chosen]) - log_total)
+    if top > 0:
+        best = np.argpartition(row, -top)[-top:]
+        best = best[np.argsort(-row[best], kind="stable")]
+        entry.top = [(int(t), float(row[t]) - log_total) for t in best]
+    return entry
