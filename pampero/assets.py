@@ -52,7 +52,9 @@ def ensure_default_model(home: Path, *, progress: Progress | None = None) -> Pat
     return ensure_parted_file(DEFAULT_MODEL, home / "models", progress=progress)
 
 
-def ensure_parted_file(spec: PartedFile, directory: Path, *, progress: Progress | None = None) -> Path:
+def ensure_parted_file(
+    spec: PartedFile, directory: Path, *, progress: Progress | None = None
+) -> Path:
     target = directory / spec.filename
     if target.exists() and _matches(target, spec):
         return target

@@ -167,8 +167,9 @@ def _part_text(part: Any, param: str, media: MediaPartHandler) -> str:
     if field is None:
         if kind in _MODALITIES:
             return media(part, param)
-        raise InvalidRequestError(f"'{param}.type' {kind!r} is not a known content part type.",
-                                  param=f"{param}.type")
+        raise InvalidRequestError(
+            f"'{param}.type' {kind!r} is not a known content part type.", param=f"{param}.type"
+        )
     text = part.get(field)
     if not isinstance(text, str):
         raise InvalidRequestError(f"'{param}.{field}' must be a string.", param=f"{param}.{field}")

@@ -69,9 +69,7 @@ class ShadowRenderable(Protocol):
     def render_shadow(self, rewrite: Callable[[str], str]) -> str: ...
 
 
-def client_control_spans(
-    prompt: ShadowRenderable, specials: SpecialTexts
-) -> list[tuple[int, int]]:
+def client_control_spans(prompt: ShadowRenderable, specials: SpecialTexts) -> list[tuple[int, int]]:
     """Sorted, disjoint ``(start, end)`` spans of ``prompt.text`` holding client control text."""
     pattern = specials.pattern
     if pattern is None or not any(pattern.search(s) for s in prompt.client_strings()):

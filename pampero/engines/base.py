@@ -36,8 +36,11 @@ class Tokenizer(Protocol):
     bos_token_id: int | None
     bos_text: str | None
     eos_text: str | None
+    fim_token_ids: tuple[int, int, int] | None  # prefix, suffix, middle (fill-in-the-middle)
 
-    def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+    def encode(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[int]:
         """Tokens of ``text``. ``parse_special=False`` keeps ``<|im_start|>`` as plain text."""
         ...
 
@@ -130,6 +133,7 @@ class TokenLogprob:
     token_id: int
     logprob: float
     top: list[tuple[int, float]] = field(default_factory=list)
+    rank: int = 1  # 1 + how many tokens were more likely than the chosen one
 
 
 @dataclass

@@ -19,7 +19,8 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence as Seq
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -246,7 +247,9 @@ class Scheduler:
             slot.busy = True
             if index:
                 self.runner.seq_remove(slot.seq_id)
-            request.sequences.append(self._new_sequence(request, index, slot, n_past if not index else 0))
+            request.sequences.append(
+                self._new_sequence(request, index, slot, n_past if not index else 0)
+            )
 
     def _reuse_prefix(self, primary: _Slot, prompt: list[int]) -> int:
         """Put the longest available cached prefix of ``prompt`` into ``primary``'s KV."""
@@ -264,7 +267,9 @@ class Scheduler:
             self.runner.seq_copy(best.seq_id, primary.seq_id, best_len)
         return best_len
 
-    def _new_sequence(self, request: ActiveRequest, index: int, slot: _Slot, n_past: int) -> Sequence:
+    def _new_sequence(
+        self, request: ActiveRequest, index: int, slot: _Slot, n_past: int
+    ) -> Sequence:
         params = request.generation.sampling
         prompt = request.generation.prompt_tokens
         slot.tokens = list(prompt)
@@ -306,7 +311,13 @@ class Scheduler:
 
     def _build_batch(
         self,
-    ) -> tuple[list[_Row], npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int8]]:
+    ) -> tuple[
+        list[_Row],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.int8],
+    ]:
         rows: list[_Row] = []
         tok: list[npt.NDArray[np.int32]] = []
         pos: list[npt.NDArray[np.int32]] = []
@@ -331,7 +342,13 @@ class Scheduler:
         if not tok:
             empty = np.empty(0, dtype=np.int32)
             return rows, empty, empty, empty, np.empty(0, dtype=np.int8)
-        return rows, np.concatenate(tok), np.concatenate(pos), np.concatenate(sid), np.concatenate(out)
+        return (
+            rows,
+            np.concatenate(tok),
+            np.concatenate(pos),
+            np.concatenate(sid),
+            np.concatenate(out),
+        )
 
     def _add_prefill(
         self,

@@ -160,7 +160,12 @@ def logprobs_of(row: FloatRow, chosen: int, top: int) -> TokenLogprob:
     """The chosen token's log-probability and the ``top`` most likely tokens, from raw logits."""
     peak = float(np.max(row))
     log_total = peak + float(np.log(np.sum(np.exp(row - peak), dtype=np.float64)))
-    entry = TokenLogprob(token_id=chosen, logprob=float(row[chosen]) - log_total)
+    value = row[chosen]
+    entry = TokenLogprob(
+        token_id=chosen,
+        logprob=float(value) - log_total,
+        rank=1 + int(np.count_nonzero(row > value)),
+    )
     if top > 0:
         best = np.argpartition(row, -top)[-top:]
         best = best[np.argsort(-row[best], kind="stable")]

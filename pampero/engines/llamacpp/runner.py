@@ -15,6 +15,7 @@ import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp as L
 import numpy as np
@@ -111,7 +112,7 @@ class LlamaRunner:
         self._seq_ptrs = (seq_ptr_type * n)(
             *[ctypes.cast(base + 4 * i, seq_ptr_type) for i in range(n)]
         )
-        batch = L.llama_batch()
+        batch: Any = L.llama_batch()  # fields hold pointers into the numpy buffers above
         batch.token = self._tokens.ctypes.data_as(ctypes.POINTER(L.llama_token))
         batch.embd = None
         batch.pos = self._pos.ctypes.data_as(ctypes.POINTER(L.llama_pos))

@@ -33,6 +33,12 @@ class LlamaTokenizer:
         self.add_bos = bool(L.llama_vocab_get_add_bos(vocab))
         self.bos_text = self._text(bos)
         self.eos_text = self._text(eos)
+        fim = (
+            L.llama_vocab_fim_pre(vocab),
+            L.llama_vocab_fim_suf(vocab),
+            L.llama_vocab_fim_mid(vocab),
+        )
+        self.fim_token_ids = fim if all(t >= 0 for t in fim) else None
         self._special_texts = frozenset(
             self.pieces[i].decode("utf-8", "replace") for i in self.special_ids if self.pieces[i]
         )
@@ -42,12 +48,16 @@ class LlamaTokenizer:
             return self.pieces[token_id].decode("utf-8", "replace")
         return None
 
-    def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+    def encode(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         while True:
             buf = (L.llama_token * capacity)()
-            n = L.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+            n = L.llama_tokenize(
+                self._vocab, data, len(data), buf, capacity, add_special, parse_special
+            )
             if n >= 0:
                 return list(buf[:n])
             capacity = -n

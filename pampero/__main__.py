@@ -1,0 +1,5 @@
+import sys
+
+from pampero.cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""The ASGI app factory: long-lived services are built in the lifespan and hung on app.state.
+
+Layers, outermost first: request metrics, bearer auth, body size cap, routing, and the one
+exception translation into OpenAI's error body (``pampero.api.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pampero.api.errors import on_http_error, on_pampero_error, on_unexpected
+from pampero.api.middleware import BearerAuth, BodyLimit
+from pampero.api.routes import route_paths, routes
+from pampero.errors import PamperoError
+from pampero.observability import Metrics
+from pampero.serving.context import ServingContext
+from pampero.serving.hub import ModelHub
+from pampero.serving.services import Services
+from pampero.settings import Settings
+
+
+class RequestCounter:
+    """Counts answered requests by route and status (unknown paths count as 'other')."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.paths = route_paths()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            services: Services | None = getattr(scope["app"].state, "services", None)
+            if services is not None:
+                path = scope["path"]
+                if path.startswith("/v1/models/"):
+                    path = "/v1/models/{model_id}"
+                elif path not in self.paths:
+                    path = "other"
+                services.context.metrics.requests.labels(path, str(status[0])).inc()
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub = ModelHub(settings)
+        await hub.start()
+        context = ServingContext(hub=hub, metrics=Metrics(hub.stats), settings=settings)
+        app.state.services = Services.build(context)
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        middleware=[
+            Middleware(RequestCounter),
+            Middleware(BearerAuth, keys=settings.api_keys),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={
+            PamperoError: on_pampero_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+    )

@@ -1,0 +1,119 @@
+"""The ``pampero`` command.
+
+    pampero serve [--model PATH|ID=PATH|default]... [--config FILE] [--host H] [--port P] ...
+    pampero model-path            assemble and verify the default model, print its path
+
+Flags override ``PAMPERO_*`` environment variables, which override the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from pampero import __version__
+from pampero.settings import ModelConfig, Settings
+
+# flag -> (settings field, argparse options). Only flags actually given reach the settings,
+# so environment variables and the config file still apply to the rest.
+_SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--config": ("config", {"help": "YAML or TOML config file"}),
+    "--host": ("host", {"help": "address to bind (default 127.0.0.1)"}),
+    "--port": ("port", {"type": int, "help": "port to bind (default 8000)"}),
+    "--model": (
+        "models",
+        {
+            "action": "append",
+            "metavar": "PATH|ID=PATH",
+            "help": "a .gguf file to serve, optionally as ID=PATH; 'default' is the embedded "
+            "Qwen2.5-Coder-0.5B-Instruct (repeatable)",
+        },
+    ),
+    "--api-key": ("api_keys", {"action": "append", "help": "accepted bearer key (repeatable)"}),
+    "--insecure-no-auth": (
+        "insecure_no_auth",
+        {"action": "store_true", "help": "allow a non-loopback bind without API keys"},
+    ),
+    "--strict-params": (
+        "strict_params",
+        {"action": "store_true", "help": "reject unknown request fields with a 400"},
+    ),
+    "--n-ctx": ("n_ctx", {"type": int, "help": "context length per sequence (default 4096)"}),
+    "--max-seqs": ("max_seqs", {"type": int, "help": "sequences decoded together (default 8)"}),
+    "--max-queue": ("max_queue", {"type": int, "help": "waiting requests before 429"}),
+    "--threads": ("threads", {"type": int, "help": "decode threads (default: all cores)"}),
+    "--threads-batch": ("threads_batch", {"type": int, "help": "prefill threads"}),
+    "--n-batch": ("n_batch", {"type": int, "help": "most tokens decoded per step"}),
+    "--prefill-chunk": ("prefill_chunk", {"type": int, "help": "prompt tokens per step"}),
+    "--no-prefix-cache": (
+        "prefix_cache",
+        {"action": "store_false", "help": "do not reuse KV of matching prompt prefixes"},
+    ),
+    "--kv-split": (
+        "kv_unified",
+        {"action": "store_false", "help": "one KV buffer per sequence instead of a shared one"},
+    ),
+    "--home": ("home", {"help": "where pampero keeps its files (PAMPERO_HOME)"}),
+    "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pampero", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pampero {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    for flag, (field, options) in _SERVE_FLAGS.items():
+        serve.add_argument(flag, dest=field, default=argparse.SUPPRESS, **options)
+    path = commands.add_parser("model-path", help="assemble the default model, print its path")
+    path.add_argument("--home", default=argparse.SUPPRESS)
+    return parser
+
+
+def load_settings(values: dict[str, Any]) -> Settings:
+    if "models" in values:
+        values["models"] = [ModelConfig.from_flag(v) for v in values["models"]]
+    return Settings(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        settings = load_settings(values)
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"pampero: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "model-path":
+        from pampero.assets import ensure_default_model
+
+        print(ensure_default_model(settings.home))
+        return 0
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from pampero.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

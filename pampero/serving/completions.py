@@ -1,0 +1,272 @@
+"""``POST /v1/completions``: legacy text completion, with the same sampling as chat.
+
+A batch of prompts runs as one engine request per prompt, concurrently; choice ``i`` of
+prompt ``p`` is reported as index ``p * n + i``, as OpenAI numbers them. ``best_of`` samples
+more choices and returns the ``n`` with the highest cumulative log-probability; ``suffix`` uses
+the model's fill-in-the-middle tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pampero.engines.base import GenerationRequest, Tokenizer
+from pampero.errors import UnsupportedParameter
+from pampero.protocol import CompletionRequest, Parsed
+from pampero.serving.context import Result, ServingContext, ignored_header, merge
+from pampero.serving.generation import Choice, Generation
+from pampero.serving.hub import ServedModel
+from pampero.serving.params import (
+    no_effect_fields,
+    refuse_constraints,
+    resolve_max_tokens,
+    sampling_params,
+)
+from pampero.serving.responses import (
+    CompletionLogprobs,
+    Envelope,
+    TokenNames,
+    Usage,
+    completion_id,
+    fingerprint,
+    prompt_logprobs_body,
+)
+from pampero.serving.sse import DONE, event, stream_errors
+
+
+class CompletionService:
+    def __init__(self, context: ServingContext) -> None:
+        self.context = context
+
+    async def create(self, parsed: Parsed[CompletionRequest], arrival: float) -> Result:
+        request = parsed.request
+        served = self.context.hub.get(request.model)
+        refuse_constraints(request)
+        tokenizer = served.engine.tokenizer
+        names = TokenNames(tokenizer, as_ids=request.return_tokens_as_token_ids)
+        generations = [
+            self._submit(served, request, tokens, index, arrival)
+            for index, tokens in enumerate(self._prompts(request, tokenizer))
+        ]
+        envelope = Envelope(completion_id("cmpl"), served.id, fingerprint(served.id))
+        headers = ignored_header([*parsed.ignored, *no_effect_fields(request)])
+        if request.stream:
+            body = _Streamer(request, envelope, names, generations).chunks()
+            return Result(stream=stream_errors(body), headers=headers)
+        for generation in generations:
+            await generation.run()
+        return Result(body=_body(request, envelope, names, generations), headers=headers)
+
+    def _prompts(self, request: CompletionRequest, tokenizer: Tokenizer) -> list[list[int]]:
+        prompts: list[list[int]] = []
+        for prompt in request.prompts:
+            if isinstance(prompt, str):
+                tokens = tokenizer.encode(prompt, add_special=request.add_special_tokens)
+            else:
+                tokens = list(prompt)
+            if request.suffix is not None:
+                tokens = _fill_in_the_middle(tokens, request.suffix, tokenizer)
+            if request.truncate_prompt_tokens is not None:
+                tokens = tokens[-request.truncate_prompt_tokens :]
+            prompts.append(tokens)
+        return prompts
+
+    def _submit(
+        self,
+        served: ServedModel,
+        request: CompletionRequest,
+        tokens: list[int],
+        index: int,
+        arrival: float,
+    ) -> Generation:
+        engine = served.engine
+        wanted = request.best_of or request.n
+        # best_of ranks choices by log-probability, so it needs them even if not returned.
+        logprobs = request.logprobs
+        if wanted > request.n and logprobs is None:
+            logprobs = 0
+        params = sampling_params(
+            request,
+            tokenizer=engine.tokenizer,
+            capabilities=engine.capabilities,
+            max_tokens=resolve_max_tokens(
+                request.max_tokens, len(tokens), engine.capabilities, "max_tokens"
+            ),
+            logprobs=logprobs,
+        )
+        params.n = wanted
+        if request.echo and request.logprobs is not None:
+            params.prompt_logprobs = max(params.prompt_logprobs or 0, request.logprobs)
+        generation_request = GenerationRequest(
+            request_id=f"{index}", prompt_tokens=tokens, sampling=params, priority=request.priority
+        )
+        return Generation(served, generation_request, self.context.metrics, arrival)
+
+
+def _fill_in_the_middle(prefix: list[int], suffix: str, tokenizer: Tokenizer) -> list[int]:
+    if tokenizer.fim_token_ids is None:
+        raise UnsupportedParameter(
+            "this model has no fill-in-the-middle tokens, so 'suffix' cannot be honoured",
+            param="suffix",
+        )
+    pre, suf, mid = tokenizer.fim_token_ids
+    return [pre, *prefix, suf, *tokenizer.encode(suffix, parse_special=False), mid]
+
+
+def _best(choices: list[Choice], n: int) -> list[Choice]:
+    if len(choices) <= n:
+        return choices
+    ranked = sorted(choices, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)
+    return sorted(ranked[:n], key=lambda c: c.index)
+
+
+def _body(
+    request: CompletionRequest,
+    envelope: Envelope,
+    names: TokenNames,
+    generations: list[Generation],
+) -> dict[str, Any]:
+    usage = Usage()
+    choices: list[dict[str, Any]] = []
+    for p_index, generation in enumerate(generations):
+        usage.prompt_tokens += generation.usage.prompt_tokens
+        usage.completion_tokens += generation.usage.completion_tokens
+        usage.cached_tokens += generation.usage.cached_tokens
+        echo = _echo_text(request, names, generation)
+        for position, choice in enumerate(_best(generation.choices, request.n)):
+            logprobs = None
+            if request.logprobs is not None:
+                built = CompletionLogprobs()
+                _echo_logprobs(request, names, generation, built)
+                built.add(names, choice.logprobs, len(echo))
+                logprobs = built.body()
+            choices.append(
+                {
+                    "index": p_index * request.n + position,
+                    "text": echo + "".join(choice.text),
+                    "logprobs": logprobs,
+                    "finish_reason": choice.finish_reason,
+                    "stop_reason": choice.stop_reason,
+                    "prompt_logprobs": prompt_logprobs_body(
+                        names, generation.request.prompt_tokens, generation.prompt_logprobs
+                    )
+                    if request.prompt_logprobs is not None
+                    else None,
+                }
+            )
+    return {
+        "id": envelope.id,
+        "object": "text_completion",
+        "created": envelope.created,
+        "model": envelope.model,
+        "system_fingerprint": envelope.fingerprint,
+        "choices": choices,
+        "usage": usage.body(),
+    }
+
+
+def _echo_text(request: CompletionRequest, names: TokenNames, generation: Generation) -> str:
+    if not request.echo:
+        return ""
+    return names.tokenizer.decode(generation.request.prompt_tokens, skip_special=False)
+
+
+def _echo_logprobs(
+    request: CompletionRequest, names: TokenNames, generation: Generation, out: CompletionLogprobs
+) -> None:
+    if not request.echo:
+        return
+    offset = 0
+    entries = generation.prompt_logprobs or []
+    for token_id, entry in zip(generation.request.prompt_tokens, entries, strict=False):
+        text = names.name(token_id)
+        out.tokens.append(text)
+        out.token_logprobs.append(None if entry is None else max(entry.logprob, -9999.0))
+        out.top_logprobs.append(
+            None if entry is None else {names.name(t): max(lp, -9999.0) for t, lp in entry.top}
+        )
+        out.text_offset.append(offset)
+        offset += len(text)
+
+
+class _Streamer:
+    """SSE chunks for a completion request (several prompts merge into one stream)."""
+
+    def __init__(
+        self,
+        request: CompletionRequest,
+        envelope: Envelope,
+        names: TokenNames,
+        generations: list[Generation],
+    ) -> None:
+        self.request = request
+        self.envelope = envelope
+        self.names = names
+        self.generations = generations
+        options = request.stream_options
+        self.include_usage = bool(options and options.include_usage)
+        self.continuous_usage = bool(options and options.continuous_usage_stats)
+        self._offsets: dict[int, int] = {}
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: Usage | None) -> bytes:
+        payload: dict[str, Any] = {
+            "id": self.envelope.id,
+            "object": "text_completion",
+            "created": self.envelope.created,
+            "model": self.envelope.model,
+            "system_fingerprint": self.envelope.fingerprint,
+            "choices": choices,
+        }
+        if self.include_usage or self.continuous_usage:
+            payload["usage"] = usage.body() if usage is not None else None
+        return event(payload)
+
+    def _usage(self) -> Usage:
+        usage = Usage()
+        for g in self.generations:
+            usage.prompt_tokens += g.usage.prompt_tokens
+            usage.completion_tokens += g.usage.completion_tokens
+            usage.cached_tokens += g.usage.cached_tokens
+        return usage
+
+    async def _tagged(self, p_index: int, generation: Generation) -> AsyncIterator[tuple[int, Any]]:
+        async for item in generation.events():
+            yield p_index, item
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        request = self.request
+        if request.echo:
+            for p_index, generation in enumerate(self.generations):
+                text = _echo_text(request, self.names, generation)
+                for i in range(request.n):
+                    self._offsets[p_index * request.n + i] = len(text)
+                    yield self._chunk(
+                        [self._choice(p_index * request.n + i, text, None, None)], None
+                    )
+        sources = [self._tagged(p, g) for p, g in enumerate(self.generations)]
+        async for p_index, engine_event in merge(sources):
+            choices = []
+            for delta in engine_event.deltas:
+                index = p_index * request.n + delta.index
+                logprobs = None
+                if request.logprobs is not None and delta.logprobs:
+                    built = CompletionLogprobs()
+                    built.add(self.names, delta.logprobs, self._offsets.get(index, 0))
+                    logprobs = built.body()
+                self._offsets[index] = self._offsets.get(index, 0) + len(delta.text)
+                if delta.text or logprobs is not None or delta.finish_reason is not None:
+                    choice = self._choice(index, delta.text, delta.finish_reason, logprobs)
+                    choice["stop_reason"] = delta.stop_reason
+                    choices.append(choice)
+            if choices:
+                yield self._chunk(choices, self._usage() if self.continuous_usage else None)
+        if self.include_usage:
+            yield self._chunk([], self._usage())
+        yield DONE
+
+    @staticmethod
+    def _choice(
+        index: int, text: str, finish: str | None, logprobs: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}

@@ -1,0 +1,66 @@
+"""The served models: ids, aliases, and the engine behind each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pampero.engines import registry
+from pampero.engines.base import Engine, EngineStats
+from pampero.errors import ModelNotFound
+from pampero.settings import ModelConfig, Settings
+
+
+@dataclass
+class ServedModel:
+    config: ModelConfig
+    engine: Engine
+    created: int
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+
+class ModelHub:
+    """Resolves the ``model`` field of a request to a running engine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._models: list[ServedModel] = []
+        self._names: dict[str, ServedModel] = {}
+        now = int(time.time())
+        for config in settings.models:
+            served = ServedModel(config, registry.create(config.engine, config, settings), now)
+            self._models.append(served)
+            for name in (config.id, *config.aliases):
+                self._names[name] = served
+
+    async def start(self) -> None:
+        await asyncio.gather(*(m.engine.start() for m in self._models))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(m.engine.stop() for m in self._models), return_exceptions=True)
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(self._models)
+
+    def get(self, name: str) -> ServedModel:
+        served = self._names.get(name)
+        if served is None:
+            raise ModelNotFound(
+                f"The model '{name[:200]}' does not exist. Available: "
+                f"{', '.join(sorted(self._names))}",
+                param="model",
+            )
+        return served
+
+    def names(self) -> dict[str, ServedModel]:
+        return dict(self._names)
+
+    def alive(self) -> bool:
+        return all(m.engine.is_alive() for m in self._models)
+
+    def stats(self) -> list[tuple[str, EngineStats]]:
+        return [(m.id, m.engine.stats()) for m in self._models]

@@ -1,0 +1,70 @@
+"""Chat messages into prompt tokens for one served model, with its own chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pampero.chat import ChatTemplate, tokenize_rendered
+from pampero.errors import InvalidRequestError
+from pampero.protocol.messages import ChatTemplateFields
+from pampero.serving.hub import ServedModel
+from pampero.settings import Settings
+
+
+class Prompter:
+    """Compiles a model's chat template once and renders requests with it."""
+
+    def __init__(self, served: ServedModel, settings: Settings) -> None:
+        engine = served.engine
+        self.tokenizer = engine.tokenizer
+        override = served.config.chat_template
+        source = (
+            Path(override).expanduser().read_text(encoding="utf-8")
+            if override
+            else engine.chat_template
+        )
+        self.model_id = served.id
+        self.template = (
+            ChatTemplate(
+                source,
+                bos_token=self.tokenizer.bos_text or "",
+                eos_token=self.tokenizer.eos_text or "",
+                model_id=served.id,
+                timeout=settings.template_timeout,
+            )
+            if source
+            else None
+        )
+
+    def chat_tokens(self, request: ChatTemplateFields) -> list[int]:
+        if self.template is None:
+            raise InvalidRequestError(
+                f"model {self.model_id} has no chat template; use /v1/completions, or give it "
+                "a template with 'chat_template' in the server's model config",
+                param="messages",
+            )
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        tools = _tools(request)
+        rendered = self.template.render(
+            messages,
+            tools=tools,
+            documents=request.documents,
+            add_generation_prompt=request.add_generation_prompt,
+            continue_final_message=request.continue_final_message,
+            template_kwargs=request.chat_template_kwargs,
+        )
+        add_special = bool(getattr(request, "add_special_tokens", False))
+        return tokenize_rendered(rendered, self.tokenizer, add_special=add_special)
+
+
+def _tools(request: ChatTemplateFields) -> list[dict[str, Any]] | None:
+    tools = getattr(request, "tools", None)
+    if tools:
+        return [t.model_dump(exclude_none=True) for t in tools]
+    functions = getattr(request, "functions", None)
+    if functions:
+        return [
+            {"type": "function", "function": f.model_dump(exclude_none=True)} for f in functions
+        ]
+    return None

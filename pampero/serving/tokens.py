@@ -1,0 +1,53 @@
+"""vLLM's ``POST /tokenize`` and ``POST /detokenize``."""
+
+from __future__ import annotations
+
+from pampero.protocol import (
+    DetokenizeRequest,
+    Parsed,
+    TokenizeChatRequest,
+    TokenizeRequest,
+)
+from pampero.serving.chat import ChatService
+from pampero.serving.context import Result, ServingContext, ignored_header
+from pampero.serving.hub import ServedModel
+from pampero.serving.params import check_token_ids
+
+
+class TokensService:
+    def __init__(self, context: ServingContext, chat: ChatService) -> None:
+        self.context = context
+        self.chat = chat
+
+    def _model(self, name: str | None) -> ServedModel:
+        hub = self.context.hub
+        if name is None:
+            return next(iter(hub))  # vLLM's behaviour: the (first) served model
+        return hub.get(name)
+
+    def tokenize(self, parsed: Parsed[TokenizeRequest]) -> Result:
+        request = parsed.request
+        served = self._model(request.model)
+        tokenizer = served.engine.tokenizer
+        if isinstance(request, TokenizeChatRequest):
+            tokens = self.chat.prompter(served.id).chat_tokens(request)
+        else:
+            tokens = tokenizer.encode(request.prompt, add_special=request.add_special_tokens)
+        body: dict[str, object] = {
+            "count": len(tokens),
+            "max_model_len": served.engine.capabilities.context_length,
+            "tokens": tokens,
+        }
+        if request.return_token_strs:
+            body["token_strs"] = [
+                tokenizer.token_bytes(t).decode("utf-8", "replace") for t in tokens
+            ]
+        return Result(body=body, headers=ignored_header(parsed.ignored))
+
+    def detokenize(self, parsed: Parsed[DetokenizeRequest]) -> Result:
+        request = parsed.request
+        served = self._model(request.model)
+        tokenizer = served.engine.tokenizer
+        check_token_ids(request.tokens, tokenizer, "tokens")
+        text = tokenizer.decode(request.tokens, skip_special=False)
+        return Result(body={"prompt": text}, headers=ignored_header(parsed.ignored))
