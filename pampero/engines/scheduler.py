@@ -27,7 +27,14 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import EngineEvent, EngineStats, GenerationRequest, TokenLogprob
+from pampero.engines.base import (
+    EngineEvent,
+    EngineStats,
+    GenerationRequest,
+    SamplingParams,
+    TokenLogprob,
+)
+from pampero.engines.beam import BeamSearch
 from pampero.engines.sequence import ActiveRequest, Phase, Sequence, Sink
 from pampero.errors import (
     ContextLengthExceeded,
@@ -250,6 +257,29 @@ class Scheduler:
             request.sequences.append(
                 self._new_sequence(request, index, slot, n_past if not index else 0)
             )
+        if params.use_beam_search:
+            request.beam = BeamSearch(
+                request.sequences,
+                params,
+                end_ids=self.vocab.eog_ids,
+                n_ctx=self.runner.n_ctx_seq,
+                new_text=lambda: self._text_assembler(params),
+                copy_kv=self._copy_kv,
+            )
+
+    def _copy_kv(self, src: int, dst: int) -> None:
+        self.runner.seq_remove(dst)
+        self.runner.seq_copy(src, dst)
+
+    def _text_assembler(self, params: SamplingParams) -> TextAssembler:
+        return TextAssembler(
+            self.vocab.pieces,
+            self.vocab.special_ids,
+            stop=params.stop,
+            include_stop=params.include_stop_str_in_output,
+            skip_special=params.skip_special_tokens,
+            spaces_between_special=params.spaces_between_special_tokens,
+        )
 
     def _reuse_prefix(self, primary: _Slot, prompt: list[int]) -> int:
         """Put the longest available cached prefix of ``prompt`` into ``primary``'s KV."""
@@ -288,14 +318,7 @@ class Scheduler:
                 end_ids=self.vocab.eog_ids,
                 choice_index=index,
             ),
-            text=TextAssembler(
-                self.vocab.pieces,
-                self.vocab.special_ids,
-                stop=params.stop,
-                include_stop=params.include_stop_str_in_output,
-                skip_special=params.skip_special_tokens,
-                spaces_between_special=params.spaces_between_special_tokens,
-            ),
+            text=self._text_assembler(params),
             phase=Phase.PREFILL if index == 0 else Phase.WAITING_SIBLING,
         )
 
@@ -383,11 +406,16 @@ class Scheduler:
         return count
 
     def _consume(self, rows: list[_Row], logits: npt.NDArray[np.float32]) -> None:
-        greedy = [i for i, r in enumerate(rows) if r.samples and r.sequence.sampler.plain_greedy]
+        greedy = [
+            i
+            for i, r in enumerate(rows)
+            if r.samples and r.sequence.sampler.plain_greedy and r.sequence.request.beam is None
+        ]
         chosen: dict[int, int] = {}
         if greedy:
             picks = np.argmax(logits[greedy], axis=1)
             chosen = dict(zip(greedy, (int(p) for p in picks), strict=True))
+        beams: dict[int, tuple[BeamSearch, dict[int, npt.NDArray[np.float32]]]] = {}
         for i, row in enumerate(rows):
             s = row.sequence
             if not row.samples:
@@ -395,11 +423,17 @@ class Scheduler:
                 continue
             if s.phase is Phase.DONE:
                 continue
+            beam = s.request.beam
+            if beam is not None:
+                beams.setdefault(id(beam), (beam, {}))[1][s.index] = logits[i]
+                continue
             token = chosen[i] if i in chosen else s.sampler.choose(logits[i], s.output_ids)
             first = not s.output_ids
             self._append(s, token, logits[i])
             if first and s.index == 0:
                 self._start_siblings(s, logits[i])
+        for beam, beam_rows in beams.values():
+            beam.step(beam_rows)
 
     def _prompt_logprob(self, s: Sequence, position: int, row: npt.NDArray[np.float32]) -> None:
         plp = s.request.prompt_logprobs
@@ -420,7 +454,6 @@ class Scheduler:
 
     def _append(self, s: Sequence, token: int, row: npt.NDArray[np.float32]) -> None:
         params = s.request.generation.sampling
-        s.sampler.accept(token)
         if params.logprobs is not None:
             s.pending_logprobs.append(logprobs_of(row, token, params.logprobs))
         s.tokens.append(token)

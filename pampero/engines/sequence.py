@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pampero.engines.base import (
     EngineEvent,
@@ -14,6 +15,9 @@ from pampero.engines.base import (
 )
 from pampero.sampling.sampler import Sampler
 from pampero.sampling.text import TextAssembler
+
+if TYPE_CHECKING:
+    from pampero.engines.beam import BeamSearch
 
 Sink = Callable[[EngineEvent | BaseException | None], None]
 
@@ -76,6 +80,7 @@ class ActiveRequest:
     cached_tokens: int = 0
     prompt_logprobs: list[TokenLogprob | None] | None = None
     sent_first: bool = False
+    beam: BeamSearch | None = None
 
     @property
     def done(self) -> bool:

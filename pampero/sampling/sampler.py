@@ -40,7 +40,6 @@ class Sampler:
         self.vocab_size = vocab_size
         entropy = None if params.seed is None else [params.seed & (2**64 - 1), choice_index]
         self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
-        self._counts: dict[int, int] = {}
         self._bias_ids = np.fromiter(params.logit_bias.keys(), dtype=np.int64)
         self._bias_values = np.fromiter(params.logit_bias.values(), dtype=np.float32)
         self._allowed = (
@@ -72,20 +71,18 @@ class Sampler:
         )
         self.plain_greedy = params.greedy and not self._processes
 
-    def accept(self, token_id: int) -> None:
-        """Record a generated token (for penalties)."""
-        if self._penalised:
-            self._counts[token_id] = self._counts.get(token_id, 0) + 1
-
     def choose(self, logits: FloatRow, output_ids: Sequence[int]) -> int:
         """The next token for this sequence, given its raw logits row (not modified)."""
-        if self._processes:
-            logits = self._process(logits.copy(), output_ids)
+        logits = self.process(logits, output_ids)
         if self.params.greedy:
             return int(np.argmax(logits))
         return self._sample(logits)
 
-    def _process(self, row: FloatRow, output_ids: Sequence[int]) -> FloatRow:
+    def process(self, logits: FloatRow, output_ids: Sequence[int]) -> FloatRow:
+        """Logits after masks, biases, penalties and processors (a copy; the row is kept)."""
+        if not self._processes:
+            return logits
+        row = logits.copy()
         params = self.params
         if self._allowed is not None:
             kept = row[self._allowed]
@@ -98,22 +95,23 @@ class Sampler:
         if len(self._bias_ids):
             row[self._bias_ids] += self._bias_values
         if self._penalised:
-            self._penalise(row)
+            self._penalise(row, output_ids)
         for processor in params.logits_processors:
             processor(output_ids, row)
         return row
 
-    def _penalise(self, row: FloatRow) -> None:
+    def _penalise(self, row: FloatRow, output_ids: Sequence[int]) -> None:
         params = self.params
-        out_ids = np.fromiter(self._counts.keys(), dtype=np.int64, count=len(self._counts))
+        out_ids, counts = np.unique(np.asarray(output_ids, dtype=np.int64), return_counts=True)
         if params.repetition_penalty != 1.0:
             seen = np.union1d(self._prompt_unique, out_ids)
             values = row[seen]
             penalty = params.repetition_penalty
             row[seen] = np.where(values > 0, values / penalty, values * penalty)
         if len(out_ids) and (params.frequency_penalty or params.presence_penalty):
-            counts = np.fromiter(self._counts.values(), dtype=np.float32, count=len(out_ids))
-            row[out_ids] -= params.frequency_penalty * counts + params.presence_penalty
+            row[out_ids] -= params.frequency_penalty * counts.astype(np.float32) + np.float32(
+                params.presence_penalty
+            )
 
     def _sample(self, logits: FloatRow) -> int:
         params = self.params

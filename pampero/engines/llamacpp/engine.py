@@ -42,7 +42,6 @@ def create(model: ModelConfig, settings: Settings) -> BatchedEngine:
             capabilities=Capabilities(
                 context_length=runner.n_ctx_seq,
                 supports_tools=bool(runner.chat_template and "tools" in runner.chat_template),
-                supports_beam_search=False,
             ),
             chat_template=runner.chat_template,
             close=runner.close,
