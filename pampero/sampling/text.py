@@ -43,7 +43,10 @@ class TextAssembler:
         if special and self._skip_special:
             return
         piece = self._decoder.decode(self._pieces[token_id])
-        if self._spaces and self.text and (special or self._last_special) and piece:
+        if not piece:
+            # Part of a multi-byte character: it, and its spacing, come with a later token.
+            return
+        if self._spaces and self.text and (special or self._last_special):
             # As Hugging Face does with spaces_between_special_tokens: special tokens are
             # separated from their neighbours by one space.
             piece = " " + piece
@@ -64,6 +67,9 @@ class TextAssembler:
             return None
         at, stop = best
         self.text = self.text[: at + len(stop)] if self._include_stop else self.text[:at]
+        # Bytes of an unfinished character follow the stop string: they must not be flushed
+        # into the text by the final ``take``.
+        self._decoder.reset()
         return stop
 
     def take(self, final: bool) -> str:
