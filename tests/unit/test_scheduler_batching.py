@@ -7,6 +7,9 @@ trips an assertion inside the runner or produces outputs that differ from ``runn
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 
 from pampero.errors import ContextLengthExceeded, EngineError, InvalidRequestError, Overloaded
@@ -293,3 +296,43 @@ def test_beam_search_forks_kv_correctly_and_ranks_by_score() -> None:
     assert len({tuple(b) for b in beams}) == 3
     assert [sum(ranks(b)) for b in beams] == [0, 1, 1]  # one runner-up token each: next best
     assert all(sink.finish(i) == ("length", None) for i in range(3))
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_workloads_keep_kv_consistent_and_outputs_exact(seed: int) -> None:
+    rng = random.Random(seed)
+    max_seqs = rng.randint(1, 4)
+    runner = FakeRunner(n_batch=rng.choice([max_seqs, 8, 64]), n_ctx_seq=32, max_seqs=max_seqs)
+    h = SchedulerHarness(
+        runner,
+        max_seqs=max_seqs,
+        prefill_chunk=rng.choice([1, 3, 16]),
+        max_queue=100,
+        prefix_cache=rng.random() < 0.8,
+        share_prefixes=rng.random() < 0.7,
+    )
+    stems = [bytes(rng.choices(b"abc", k=rng.randint(1, 12))) for _ in range(3)]
+    submitted: list[tuple[Collector, list[int], int]] = []
+    for _ in range(40):
+        if rng.random() < 0.4:
+            prompt = list(rng.choice(stems) + bytes(rng.choices(b"xyz", k=rng.randint(0, 8))))
+            n = rng.randint(1, max_seqs)
+            options: dict[str, Any] = {"n": n, "max_tokens": rng.choice([1, 2, 5, None])}
+            if rng.random() < 0.2:
+                options["prompt_logprobs"] = 1
+            submitted.append((h.submit(prompt, **options), prompt, n))
+        if submitted and rng.random() < 0.1:
+            victim = rng.choice(submitted)[0]
+            if not (victim.closed or victim.aborted):
+                h.abort(victim)
+        if not all(c.closed or c.aborted for c in h.collectors):
+            h.step()  # the fake runner asserts every KV operation on the way
+    h.run(max_steps=5_000)
+    for sink, prompt, n in submitted:
+        if sink.aborted:
+            continue
+        assert sink.error is None
+        for i in range(n):
+            ids = sink.token_ids(i)
+            assert ids == runner.expected(prompt, len(ids))
+            assert len(prompt) + len(ids) <= 32
