@@ -64,7 +64,11 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pampero", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pampero",
+        description="An OpenAI-compatible server for local models. Flags override PAMPERO_*"
+        " environment variables, which override the config file.",
+    )
     parser.add_argument("--version", action="version", version=f"pampero {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the OpenAI-compatible server")

@@ -208,6 +208,11 @@ class Scheduler:
                 self._cancel(request)
 
     def _cancel(self, request: ActiveRequest) -> None:
+        waiting = [entry for entry in self._waiting if entry[1] is not request]
+        if len(waiting) != len(self._waiting):  # never admitted: stop counting it as queued
+            self._waiting = waiting
+            heapq.heapify(self._waiting)
+            self._dequeued()
         if request in self._running:
             self._running.remove(request)
             for sequence in request.sequences:
@@ -224,7 +229,7 @@ class Scheduler:
                 continue
             free = [slot for slot in self._slots if not slot.busy]
             if len(free) < request.generation.sampling.n:
-                return
+                break
             heapq.heappop(self._waiting)
             self._dequeued()
             self._start(request, free)

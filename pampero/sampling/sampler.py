@@ -141,14 +141,17 @@ def _top_p(
 ) -> tuple[npt.NDArray[np.int64], FloatRow]:
     """Keep the smallest most-likely set whose mass reaches ``top_p`` (sorted descending)."""
     candidates: npt.NDArray[np.int64]
+    # min_p may have zeroed part of the mass: top_p is a share of what is left.
+    total = float(probs.sum())
     if len(probs) > _TOP_P_WINDOW:
         window = np.argpartition(probs, -_TOP_P_WINDOW)[-_TOP_P_WINDOW:]
-        candidates = window if probs[window].sum() >= top_p else np.arange(len(probs))
+        enough = probs[window].sum() >= top_p * total
+        candidates = window if enough else np.arange(len(probs))
     else:
         candidates = np.arange(len(probs))
     order = candidates[np.argsort(-probs[candidates], kind="stable")]
     sorted_probs = probs[order]
-    cut = int(np.searchsorted(np.cumsum(sorted_probs), top_p * sorted_probs.sum())) + 1
+    cut = int(np.searchsorted(np.cumsum(sorted_probs), top_p * total)) + 1
     order = order[:cut]
     chosen_ids = ids[order] if ids is not None else order
     return chosen_ids.astype(np.int64), probs[order]

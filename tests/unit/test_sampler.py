@@ -157,16 +157,9 @@ def big_vocabulary() -> tuple[Row, int, int]:
     return np.log(probs / probs.sum()).astype(np.float32), a, b
 
 
-WINDOW_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="sampler._top_p's fast path compares the cumulative mass with top_p times the mass "
-    "of the 1024-token window instead of the whole distribution, so it keeps too few tokens",
-)
-
-
 @pytest.mark.parametrize(
     ("top_p", "support"),
-    [(0.5, "A"), pytest.param(0.85, "AB", marks=WINDOW_BUG)],
+    [(0.5, "A"), (0.85, "AB")],
 )
 def test_top_p_over_a_large_vocabulary_keeps_vllms_set(top_p: float, support: str) -> None:
     logits, a, b = big_vocabulary()
@@ -178,7 +171,7 @@ def test_top_p_over_a_large_vocabulary_keeps_vllms_set(top_p: float, support: st
 
 @pytest.mark.parametrize(
     "top_p",
-    [0.3, 0.5, pytest.param(0.85, marks=WINDOW_BUG), pytest.param(0.9, marks=WINDOW_BUG), 0.97],
+    [0.3, 0.5, 0.85, 0.9, 0.97],
 )
 def test_top_p_fast_path_and_full_sort_agree(top_p: float, monkeypatch: pytest.MonkeyPatch) -> None:
     logits, _, _ = big_vocabulary()

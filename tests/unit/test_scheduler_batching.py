@@ -201,11 +201,6 @@ def test_a_full_queue_refuses_with_overloaded() -> None:
     h.submit("c", max_tokens=1)  # room again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Scheduler._admit returns early while requests wait without refreshing _free_slots, "
-    "so submit() keeps counting a slot that is busy and the queue overshoots max_queue",
-)
 def test_the_queue_limit_holds_while_every_slot_is_busy() -> None:
     h = SchedulerHarness(max_seqs=1, max_queue=1)
     h.submit("a", max_tokens=5)
