@@ -84,6 +84,22 @@ class LogitsProcessor(Protocol):
     def __call__(self, output_ids: Sequence[int], logits: npt.NDArray[np.float32]) -> None: ...
 
 
+class ConstraintMatcher(Protocol):
+    """One sequence's place in a structured-output constraint (see pampero.constraints)."""
+
+    def fill_allowed(self, mask: npt.NDArray[np.bool_]) -> None: ...
+
+    def accept(self, token_id: int) -> bool: ...
+
+    def is_terminated(self) -> bool: ...
+
+
+class ConstraintSource(Protocol):
+    """A compiled constraint, shared by a request's sequences; each gets its own matcher."""
+
+    def new_matcher(self) -> ConstraintMatcher: ...
+
+
 @dataclass
 class SamplingParams:
     """Validated generation parameters for one request (vLLM's semantics)."""
@@ -112,6 +128,7 @@ class SamplingParams:
     use_beam_search: bool = False
     length_penalty: float = 1.0
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
+    constraint: ConstraintSource | None = None  # structured output: one matcher per sequence
 
     @property
     def greedy(self) -> bool:

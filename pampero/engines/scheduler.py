@@ -459,13 +459,31 @@ class Scheduler:
 
     def _append(self, s: Sequence, token: int, row: npt.NDArray[np.float32]) -> None:
         params = s.request.generation.sampling
+        if token < 0:  # nothing was allowed: the constraint and the parameters contradict
+            self._finish(s, "stop", None)
+            return
+        matcher = s.sampler.matcher
+        if matcher is not None and not matcher.accept(token):
+            raise EngineError(f"the constraint refused token {token} it had allowed")
         if params.logprobs is not None:
             s.pending_logprobs.append(logprobs_of(row, token, params.logprobs))
         s.tokens.append(token)
         s.output_ids.append(token)
         s.pending_ids.append(token)
         self._slots[s.slot].n_cached = s.n_past
-        n_out = len(s.output_ids)
+        self._check_stops(s, token, params)
+        if s.phase is Phase.DONE:
+            return
+        if matcher is not None and matcher.is_terminated():
+            self._finish(s, "stop", None)
+            return
+        limit = params.max_tokens
+        if (limit is not None and len(s.output_ids) >= limit) or len(
+            s.tokens
+        ) >= self.runner.n_ctx_seq:
+            self._finish(s, "length", None)
+
+    def _check_stops(self, s: Sequence, token: int, params: SamplingParams) -> None:
         if token in self.vocab.eog_ids and not params.ignore_eos:
             self._finish(s, "stop", None)
         elif token in params.stop_token_ids:
@@ -475,14 +493,9 @@ class Scheduler:
         else:
             before = len(s.text.text)
             s.text.add(token)
-            stop = s.text.find_stop(before) if n_out >= params.min_tokens else None
+            stop = s.text.find_stop(before) if len(s.output_ids) >= params.min_tokens else None
             if stop is not None:
                 self._finish(s, "stop", stop)
-        if s.phase is Phase.DONE:
-            return
-        limit = params.max_tokens
-        if (limit is not None and n_out >= limit) or len(s.tokens) >= self.runner.n_ctx_seq:
-            self._finish(s, "length", None)
 
     def _finish(self, s: Sequence, reason: str, stop_reason: str | int | None) -> None:
         s.phase = Phase.DONE

@@ -1,6 +1,7 @@
 """Per-sequence token sampling on a numpy logits row, with vLLM's parameter semantics.
 
-Order of operations (as in vLLM): allowed-token mask, ``min_tokens`` suppression of end tokens,
+Order of operations (as in vLLM): the structured-output constraint's mask, allowed-token mask,
+``min_tokens`` suppression of end tokens,
 ``logit_bias``, repetition/frequency/presence penalties, named logits processors, then
 temperature, ``min_p``, ``top_k`` and ``top_p``. Greedy sequences without any processing are
 sampled by the scheduler in one vectorised ``argmax`` over the batch (``Sampler.plain_greedy``).
@@ -61,8 +62,11 @@ class Sampler:
             or params.frequency_penalty != 0.0
             or params.presence_penalty != 0.0
         )
+        self.matcher = params.constraint.new_matcher() if params.constraint else None
+        self._mask = np.zeros(vocab_size, dtype=np.bool_) if self.matcher else None
         self._processes = bool(
-            self._allowed is not None
+            self.matcher is not None
+            or self._allowed is not None
             or len(self._bias_ids)
             or self._penalised
             or params.logits_processors
@@ -72,8 +76,12 @@ class Sampler:
         self.plain_greedy = params.greedy and not self._processes
 
     def choose(self, logits: FloatRow, output_ids: Sequence[int]) -> int:
-        """The next token for this sequence, given its raw logits row (not modified)."""
+        """The next token for this sequence, given its raw logits row (not modified).
+
+        Returns -1 when every token is masked (e.g. a constraint meets ``min_tokens``)."""
         logits = self.process(logits, output_ids)
+        if self._processes and not np.isfinite(np.max(logits)):
+            return -1
         if self.params.greedy:
             return int(np.argmax(logits))
         return self._sample(logits)
@@ -84,6 +92,9 @@ class Sampler:
             return logits
         row = logits.copy()
         params = self.params
+        if self.matcher is not None and self._mask is not None:
+            self.matcher.fill_allowed(self._mask)
+            np.copyto(row, -np.inf, where=~self._mask[: len(row)])
         if self._allowed is not None:
             kept = row[self._allowed]
             row.fill(-np.inf)
