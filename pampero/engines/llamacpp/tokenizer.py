@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from pathlib import Path
 
 import llama_cpp as L
+
+from pampero.errors import EngineError
 
 _CONTROL = L.LLAMA_TOKEN_ATTR_CONTROL
 
@@ -95,3 +98,41 @@ def _read_pieces(vocab: object, n_vocab: int) -> list[bytes]:
         else:
             pieces.append(buf.raw[:n])
     return pieces
+
+
+class _VocabOnlyTokenizer(LlamaTokenizer):
+    """A ``LlamaTokenizer`` that owns the vocab-only model it reads from (freed with it)."""
+
+    def __init__(self, model: object) -> None:
+        self._model = model
+        super().__init__(L.llama_model_get_vocab(model))
+
+    def close(self) -> None:
+        if self._model:
+            L.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def load_vocab_only(path: Path) -> LlamaTokenizer:
+    """The tokenizer of the GGUF at ``path``, loaded without its weights (well under a second).
+
+    For processes that need the vocabulary but never run the model: constraint compilers,
+    tests, benchmarks.
+    """
+    # Lazily: the runner imports this module.
+    from pampero.engines.llamacpp.runner import _LOG_CALLBACK, _silence_llama_logs
+
+    if not _LOG_CALLBACK:
+        _LOG_CALLBACK.append(_silence_llama_logs())
+        L.llama_backend_init()
+    if not path.is_file():
+        raise EngineError(f"model file {path} does not exist")
+    params = L.llama_model_default_params()
+    params.vocab_only = True
+    model = L.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise EngineError(f"llama.cpp could not read the vocabulary of {path}")
+    return _VocabOnlyTokenizer(model)

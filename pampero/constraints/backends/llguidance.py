@@ -1,0 +1,210 @@
+"""guidance (llguidance): JSON Schema (with a whitespace pattern), any JSON object, regex, choice,
+Lark grammars (its native dialect) and GBNF (through llguidance's GBNF-to-Lark converter).
+
+llguidance compiles lazily: building a matcher parses the grammar, and the lexer is built as
+masks are computed. So the worker proves a spec by building a matcher and its first mask within
+the deadline, and sends back only the grammar text; the serving process builds one template
+matcher (and its first mask) per compiled spec, and each sequence gets a ``deep_copy`` of it,
+which shares the lexer already built (microseconds). A spec that exceeds llguidance's own parser
+limits is refused by the library, which is reported as a 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pampero.constraints.backends._common import (
+    BoolMask,
+    MaskedMatcher,
+    PackedBits,
+    PerVocabulary,
+    library,
+    library_message,
+)
+from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.validation import grammar_syntax
+from pampero.constraints.vocab import TokenMasks
+from pampero.errors import InvalidRequestError, UnsupportedParameter
+
+_ANY_OBJECT = '{"type": "object"}'
+_MAX_PIECE = 64  # longest token the greedy tokenizer tries
+
+
+class _GreedyTokenizer:
+    """What llguidance's ``TokenizerWrapper`` calls to tokenize text (it rarely does, for
+    grammar literals): greedy longest match over the vocabulary's text tokens."""
+
+    def __init__(self, vocabulary: ConstraintVocabulary) -> None:
+        self.eos_token_id = min(vocabulary.eos_ids)
+        self.bos_token_id = None
+        closed = vocabulary.special_ids | vocabulary.eos_ids
+        pieces = list(vocabulary.pieces)
+        pieces.extend(b"" for _ in range(vocabulary.size - len(pieces)))
+        self.tokens: Sequence[bytes] = pieces
+        self.special_token_ids = sorted(closed - vocabulary.eos_ids)
+        self._ids: dict[bytes, int] = {}
+        for i, piece in enumerate(pieces):
+            if piece and i not in closed:
+                self._ids.setdefault(piece, i)
+
+    def __call__(self, text: bytes | str) -> list[int]:
+        data = text.encode() if isinstance(text, str) else text
+        out: list[int] = []
+        i = 0
+        while i < len(data):
+            for n in range(min(_MAX_PIECE, len(data) - i), 0, -1):
+                token = self._ids.get(data[i : i + n])
+                if token is not None:
+                    out.append(token)
+                    i += n
+                    break
+            else:
+                i += 1  # a byte no token spells: skipped
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Vocab:
+    tokenizer: Any  # llguidance.LLTokenizer
+    masks: TokenMasks
+
+
+@dataclass(frozen=True, eq=False)
+class _Compiled:
+    template: Any  # llguidance.LLMatcher at the start, its first mask computed
+    grammar: str
+    masks: TokenMasks
+
+
+def _adapt(vocabulary: ConstraintVocabulary) -> _Vocab:
+    llg = library("llguidance")
+    wrapper = llg.TokenizerWrapper(_GreedyTokenizer(vocabulary))
+    tokenizer = llg.LLTokenizer(
+        wrapper, n_vocab=vocabulary.size, eos_token=sorted(vocabulary.eos_ids)
+    )
+    return _Vocab(tokenizer, TokenMasks.of(vocabulary))
+
+
+def _limits() -> Any:
+    return library("llguidance").LLParserLimits(verbose_errors=False)
+
+
+class GuidanceBackend:
+    """Implements ``ConstraintBackend`` with llguidance's ``LLMatcher``."""
+
+    name = "guidance"
+
+    def __init__(self) -> None:
+        self._vocab = PerVocabulary(_adapt)
+
+    def unsupported(self, spec: ConstraintSpec) -> str | None:
+        return None
+
+    def prepare(self, vocabulary: ConstraintVocabulary) -> None:
+        self._vocab.get(vocabulary)
+
+    def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> str:
+        state = self._vocab.get(vocabulary)
+        grammar = _grammar_text(spec)
+        self._started(grammar, spec, state)  # proves the parser and first lexer build
+        return grammar
+
+    def load(self, artifact: Any, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> Any:
+        state = self._vocab.get(vocabulary)
+        return _Compiled(self._started(artifact, spec, state), artifact, state.masks)
+
+    def footprint(self, compiled: Any) -> int:
+        # llguidance does not report its lexer's size; the grammar text is a floor.
+        return 4 * len(compiled.grammar) + 64 * 1024
+
+    def matcher(self, compiled: Any) -> _Matcher:
+        return _Matcher(compiled.template.deep_copy(), compiled.masks)
+
+    def _started(self, grammar: str, spec: ConstraintSpec, state: _Vocab) -> Any:
+        llg = library("llguidance")
+        error = llg.LLMatcher.validate_grammar(grammar, state.tokenizer, limits=_limits())
+        if error:
+            raise _refusal(spec, error)
+        matcher = llg.LLMatcher(state.tokenizer, grammar, limits=_limits(), log_level=0)
+        bits = PackedBits(state.masks.size)
+        library("llguidance.numpy").fill_next_token_bitmask(matcher, bits.words)
+        if matcher.is_error():
+            raise _refusal(spec, matcher.get_error())
+        return matcher
+
+
+def _refusal(spec: ConstraintSpec, error: str) -> InvalidRequestError:
+    message = f"guidance cannot compile this {spec.kind}: {library_message(Exception(error))}"
+    if spec.kind == "grammar":
+        return InvalidRequestError(message, param=spec.param)
+    return UnsupportedParameter(message, param=spec.param)
+
+
+def _grammar_text(spec: ConstraintSpec) -> str:
+    try:
+        text: str = _TRANSLATORS[spec.kind](spec)
+    except ValueError as exc:
+        raise _refusal(spec, str(exc)) from None
+    return text
+
+
+def _json_options(spec: ConstraintSpec) -> dict[str, Any] | None:
+    if spec.whitespace_pattern is None:
+        return None
+    return {"whitespace_pattern": spec.whitespace_pattern}
+
+
+def _json_schema(spec: ConstraintSpec) -> str:
+    matcher = library("llguidance").LLMatcher
+    text: str = matcher.grammar_from_json_schema(spec.value, overrides=_json_options(spec))
+    return text
+
+
+def _json_object(spec: ConstraintSpec) -> str:
+    matcher = library("llguidance").LLMatcher
+    text: str = matcher.grammar_from_json_schema(_ANY_OBJECT, overrides=_json_options(spec))
+    return text
+
+
+def _regex(spec: ConstraintSpec) -> str:
+    text: str = library("llguidance").LLMatcher.grammar_from_regex(spec.value)
+    return text
+
+
+def _choice(spec: ConstraintSpec) -> str:
+    alternatives = " | ".join(json.dumps(choice, ensure_ascii=False) for choice in spec.value)
+    text: str = library("llguidance").LLMatcher.grammar_from_lark(f"start: {alternatives}")
+    return text
+
+
+def _grammar(spec: ConstraintSpec) -> str:
+    fmt = "lark" if grammar_syntax(spec) == "lark" else "gbnf"
+    text: str = library("llguidance").grammar_from(fmt, spec.value)
+    return text
+
+
+_TRANSLATORS: dict[str, Callable[[ConstraintSpec], str]] = {
+    "json_schema": _json_schema,
+    "json_object": _json_object,
+    "regex": _regex,
+    "choice": _choice,
+    "grammar": _grammar,
+}
+
+
+class _Matcher(MaskedMatcher):
+    def __init__(self, matcher: Any, masks: TokenMasks) -> None:
+        super().__init__(masks)
+        self._matcher = matcher
+        self._bits = PackedBits(masks.size)
+        self._fill = library("llguidance.numpy").fill_next_token_bitmask
+
+    def _raw_allowed(self) -> tuple[BoolMask, bool]:
+        self._fill(self._matcher, self._bits.words)
+        return self._bits.unpack(), bool(self._matcher.is_accepting())
+
+    def _advance(self, token_id: int) -> bool:
+        return bool(self._matcher.consume_token(token_id)) and not self._matcher.is_error()

@@ -1,0 +1,177 @@
+"""xgrammar: JSON Schema, any JSON object, regex, choice, GBNF and Lark grammars.
+
+The vocabulary goes in as raw bytes (``VocabType.RAW``: GGUF pieces are already the bytes a
+token stands for). Compiled grammars cross processes as xgrammar's own JSON serialisation, which
+loads back in milliseconds. xgrammar has no free whitespace pattern, so specs that carry one are
+left to guidance or outlines. ``import xgrammar`` also imports torch (its matcher module does),
+about 2.5 s, once per process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pampero.constraints.backends._common import (
+    BoolMask,
+    MaskedMatcher,
+    PackedBits,
+    PerVocabulary,
+    library,
+    library_message,
+)
+from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.validation import grammar_syntax, ignored_keywords
+from pampero.constraints.vocab import TokenMasks, text_pieces
+from pampero.errors import InvalidRequestError, UnsupportedParameter
+
+_ANY_OBJECT = '{"type": "object"}'
+# JSON Schema keywords xgrammar accepts but does not enforce: refused, never silently dropped.
+# (``oneOf`` is enforced as ``anyOf``: the same for the disjoint branches schemas use it for.)
+IGNORED = frozenset(
+    {
+        "uniqueItems",
+        "not",
+        "if",
+        "then",
+        "else",
+        "multipleOf",
+        "contains",
+        "minContains",
+        "maxContains",
+        "dependentRequired",
+        "dependentSchemas",
+    }
+)
+
+
+@dataclass(frozen=True, eq=False)
+class _Vocab:
+    info: Any  # xgrammar.TokenizerInfo
+    compiler: Any  # xgrammar.GrammarCompiler
+    masks: TokenMasks
+
+
+@dataclass(frozen=True, eq=False)
+class _Compiled:
+    grammar: Any  # xgrammar.CompiledGrammar
+    masks: TokenMasks
+
+
+def _adapt(vocabulary: ConstraintVocabulary) -> _Vocab:
+    xgr = library("xgrammar")
+    info = xgr.TokenizerInfo(
+        text_pieces(vocabulary),
+        xgr.VocabType.RAW,
+        vocab_size=vocabulary.size,
+        stop_token_ids=sorted(vocabulary.eos_ids),
+    )
+    # One thread: compiles run in a worker beside the decode loop on a small machine. The
+    # compiler's own cache is off: pampero's cache sits in the serving process.
+    compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+    return _Vocab(info, compiler, TokenMasks.of(vocabulary))
+
+
+def _gbnf_literal(text: str) -> str:
+    # JSON string escapes (\\", \\\\, \\n, \\uXXXX) are GBNF's too; keep non-ASCII as is.
+    return json.dumps(text, ensure_ascii=False)
+
+
+class XGrammarBackend:
+    """Implements ``ConstraintBackend`` with xgrammar's grammar compiler and matcher."""
+
+    name = "xgrammar"
+
+    def __init__(self) -> None:
+        self._vocab = PerVocabulary(_adapt)
+
+    def unsupported(self, spec: ConstraintSpec) -> str | None:
+        if spec.whitespace_pattern is not None:
+            return "xgrammar takes no whitespace pattern (guidance and outlines do)"
+        return None
+
+    def prepare(self, vocabulary: ConstraintVocabulary) -> None:
+        self._vocab.get(vocabulary)
+
+    def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> str:
+        compiler = self._vocab.get(vocabulary).compiler
+        if spec.kind == "json_schema" and (ignored := ignored_keywords(spec.value, IGNORED)):
+            raise UnsupportedParameter(
+                f"xgrammar does not enforce the JSON Schema keyword(s) {', '.join(ignored)}",
+                param=spec.param,
+            )
+        build = _BUILDERS[spec.kind]
+        try:
+            compiled = build(compiler, spec)
+        except (RuntimeError, ValueError) as exc:
+            message = f"xgrammar cannot compile this {spec.kind}: {library_message(exc)}"
+            if spec.kind == "grammar":
+                raise InvalidRequestError(message, param=spec.param) from None
+            raise UnsupportedParameter(message, param=spec.param) from None
+        text: str = compiled.serialize_json()
+        return text
+
+    def load(self, artifact: Any, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> Any:
+        state = self._vocab.get(vocabulary)
+        grammar = library("xgrammar").CompiledGrammar.deserialize_json(artifact, state.info)
+        return _Compiled(grammar, state.masks)
+
+    def footprint(self, compiled: Any) -> int:
+        return int(compiled.grammar.memory_size_bytes)
+
+    def matcher(self, compiled: Any) -> _Matcher:
+        return _Matcher(compiled)
+
+
+def _json_schema(compiler: Any, spec: ConstraintSpec) -> Any:
+    return compiler.compile_json_schema(spec.value, any_whitespace=True)
+
+
+def _json_object(compiler: Any, spec: ConstraintSpec) -> Any:
+    # Not strict: any keys, any values.
+    return compiler.compile_json_schema(_ANY_OBJECT, any_whitespace=True, strict_mode=False)
+
+
+def _regex(compiler: Any, spec: ConstraintSpec) -> Any:
+    return compiler.compile_regex(spec.value)
+
+
+def _choice(compiler: Any, spec: ConstraintSpec) -> Any:
+    alternatives = " | ".join(_gbnf_literal(choice) for choice in spec.value)
+    return compiler.compile_grammar(f"root ::= {alternatives}")
+
+
+def _grammar(compiler: Any, spec: ConstraintSpec) -> Any:
+    if grammar_syntax(spec) == "lark":
+        return compiler.compile_lark(spec.value)
+    return compiler.compile_grammar(spec.value)
+
+
+_BUILDERS: dict[str, Callable[[Any, ConstraintSpec], Any]] = {
+    "json_schema": _json_schema,
+    "json_object": _json_object,
+    "regex": _regex,
+    "choice": _choice,
+    "grammar": _grammar,
+}
+
+
+class _Matcher(MaskedMatcher):
+    def __init__(self, compiled: _Compiled) -> None:
+        super().__init__(compiled.masks)
+        self._matcher = library("xgrammar").GrammarMatcher(compiled.grammar)
+        self._bits = PackedBits(compiled.masks.size)
+        self._eos = compiled.masks.eos
+
+    def _raw_allowed(self) -> tuple[BoolMask, bool]:
+        self._matcher.fill_next_token_bitmask(self._bits.words)
+        raw = self._bits.unpack()
+        # xgrammar allows its stop tokens exactly where the grammar may end.
+        return raw, bool(np.any(raw[self._eos]))
+
+    def _advance(self, token_id: int) -> bool:
+        return bool(self._matcher.accept_token(token_id))

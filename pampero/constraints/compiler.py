@@ -1,0 +1,346 @@
+"""Compile constraint specs for one model: in killable workers, under a deadline, cached.
+
+``compile`` never blocks the event loop. For each backend ``auto`` tries (or the one named), the
+spec is validated and compiled in a worker process under what is left of the deadline; the
+artifact is loaded in the serving process on a thread, and the result is cached. On the deadline
+the worker is killed, a fresh one is started in the background, and the caller gets a 400. A
+worker that crashes (a native stack overflow on a deeply nested spec) is also a 400.
+
+What crosses from the worker, per backend: xgrammar, its serialised compiled grammar; outlines,
+the pickled token automaton; guidance, the grammar text (it compiles lazily, so the worker
+proves the spec by building a matcher and its first mask, and the serving process builds its
+template matcher again); lm-format-enforcer, nothing (its parsers are rebuilt in-process, a cost
+the worker proved bounded).
+
+Results, including refusals (a malformed spec, one a backend cannot express), are cached in an
+LRU bounded by entries and bytes, keyed by backend and spec; timeouts and crashes are not, as a
+loaded machine could cause them. Concurrent compiles of one spec share one build.
+
+Example::
+
+    compiler = ConstraintCompiler(vocabulary_from_tokenizer(engine.tokenizer))
+    compiled = await compiler.compile(spec)            # raises InvalidRequestError (400)
+    params.constraint = compiled                       # each sequence: compiled.new_matcher()
+    await compiler.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pampero.constraints.base import (
+    CompiledConstraint,
+    ConstraintBackend,
+    ConstraintSpec,
+    ConstraintVocabulary,
+)
+from pampero.constraints.cache import BoundedLRU
+from pampero.constraints.registry import BackendRegistry
+from pampero.constraints.validation import DEFAULT_LIMITS, Limits, validate
+from pampero.constraints.worker import (
+    CompileWorker,
+    WorkerDied,
+    WorkerOverran,
+    start_method_context,
+)
+from pampero.errors import EngineError, InvalidRequestError, UnsupportedParameter
+
+_PREPARE_TIMEOUT = 180.0  # importing a library and adapting a vocabulary, outside the deadline
+_ERROR_BYTES = 256
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A cached result: a compiled constraint, or the 400 the spec earns."""
+
+    compiled: CompiledConstraint | None
+    error: type[InvalidRequestError] = InvalidRequestError
+    message: str = ""
+    param: str | None = None  # None: the param of whichever spec asks
+
+    def unwrap(self, spec: ConstraintSpec) -> CompiledConstraint:
+        if self.compiled is not None:
+            return self.compiled
+        raise self.error(self.message, param=self.param or spec.param)
+
+
+def _refusal(exc: InvalidRequestError, spec: ConstraintSpec) -> _Outcome:
+    param = None if exc.param == spec.param else exc.param
+    return _Outcome(None, type(exc), exc.message, param)
+
+
+class _Budget:
+    """The compile time a ``compile`` call has left, shared by the backends ``auto`` tries."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+
+class ConstraintCompiler:
+    """Compiles ``ConstraintSpec``s for one vocabulary. Use from one event loop."""
+
+    def __init__(
+        self,
+        vocabulary: ConstraintVocabulary,
+        *,
+        deadline: float = 5.0,
+        cache_entries: int = 256,
+        cache_bytes: int = 512 * 1024 * 1024,
+        workers: int = 1,
+        registry: BackendRegistry | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if deadline <= 0 or workers < 1:
+            raise ValueError("a compiler needs a positive deadline and at least one worker")
+        self.vocabulary = vocabulary
+        self.deadline = deadline
+        self.registry = registry if registry is not None else BackendRegistry()
+        self.limits = limits
+        self.cache: BoundedLRU[tuple[Any, ...], _Outcome] = BoundedLRU(
+            max_entries=cache_entries, max_bytes=cache_bytes
+        )
+        self._max_workers = workers
+        self._context = start_method_context()
+        self._executor = ThreadPoolExecutor(workers + 1, thread_name_prefix="pampero-constraints")
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[_Outcome]] = {}
+        self._idle: asyncio.Queue[CompileWorker] | None = None
+        self._live: set[CompileWorker] = set()
+        self._starting = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------------------------
+
+    async def compile(self, spec: ConstraintSpec) -> CompiledConstraint:
+        """The compiled ``spec``; raises ``InvalidRequestError`` / ``UnsupportedParameter``."""
+        if self._closed:
+            raise EngineError("the constraint compiler is closed")
+        names = self.registry.candidates(spec)
+        budget = _Budget(self.deadline)
+        refusals: list[UnsupportedParameter] = []
+        for name in names:
+            try:
+                return await self._compiled(name, spec, budget)
+            except UnsupportedParameter as exc:
+                refusals.append(exc)
+        if len(refusals) == 1:
+            raise refusals[0]
+        raise UnsupportedParameter(
+            "no constraint backend could compile this: "
+            + "; ".join(exc.message for exc in refusals),
+            param=spec.param,
+        )
+
+    async def warm_up(self, names: Iterable[str] | None = None) -> None:
+        """Start every worker and adapt the vocabulary for ``names`` (default: all available
+        backends), in the workers and in this process, so first requests pay no set-up."""
+        chosen = list(names) if names is not None else self.registry.available()
+        loop = asyncio.get_running_loop()
+        for name in chosen:
+            await loop.run_in_executor(
+                self._executor, self.registry.backend(name).prepare, self.vocabulary
+            )
+        workers = [await self._acquire() for _ in range(self._max_workers)]
+        try:
+            for worker in workers:
+                for name in chosen:
+                    await loop.run_in_executor(
+                        self._executor, worker.prepare, name, _PREPARE_TIMEOUT
+                    )
+        finally:
+            for worker in workers:
+                self._release(worker)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live compile workers."""
+        return [w.pid for w in self._live if w.pid is not None]
+
+    async def aclose(self) -> None:
+        """Stop every worker and thread this compiler started."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        for worker in list(self._live):
+            worker.stop()
+        self._live.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.cache.clear()
+
+    async def __aenter__(self) -> ConstraintCompiler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- one backend ----------------------------------------------------------------------------
+
+    async def _compiled(
+        self, name: str, spec: ConstraintSpec, budget: _Budget
+    ) -> CompiledConstraint:
+        key = (name, self.vocabulary.model_key, *spec.key())
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached.unwrap(spec)
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+            self._spawn(self._build(name, spec, key, budget, future))
+        # Shielded: one caller giving up does not cancel the build the others wait for.
+        outcome = await asyncio.shield(future)
+        return outcome.unwrap(spec)
+
+    async def _build(
+        self,
+        name: str,
+        spec: ConstraintSpec,
+        key: tuple[Any, ...],
+        budget: _Budget,
+        future: asyncio.Future[_Outcome],
+    ) -> None:
+        try:
+            outcome, cache_size = await self._outcome(name, spec, budget)
+            if cache_size is not None:
+                self.cache.put(key, outcome, cache_size)
+            future.set_result(outcome)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _outcome(
+        self, name: str, spec: ConstraintSpec, budget: _Budget
+    ) -> tuple[_Outcome, int | None]:
+        """The outcome and its cache size (None: not to be cached)."""
+        loop = asyncio.get_running_loop()
+        backend = self.registry.backend(name)
+        try:
+            artifact = await self._in_worker(name, spec, budget)
+            compiled = await loop.run_in_executor(
+                self._executor, backend.load, artifact, spec, self.vocabulary
+            )
+        except _Transient as exc:
+            return _Outcome(None, InvalidRequestError, exc.message, spec.param), None
+        except InvalidRequestError as exc:
+            return _refusal(exc, spec), _ERROR_BYTES + len(exc.message)
+        size = backend.footprint(compiled)
+        return _Outcome(CompiledConstraint(name, spec, size, compiled, backend)), size
+
+    async def _in_worker(self, name: str, spec: ConstraintSpec, budget: _Budget) -> Any:
+        loop = asyncio.get_running_loop()
+        worker = await self._acquire()
+        try:
+            await loop.run_in_executor(self._executor, worker.prepare, name, _PREPARE_TIMEOUT)
+            if budget.left <= 0:  # earlier backends of ``auto`` used it all
+                raise WorkerOverran()
+            started = time.monotonic()
+            try:
+                return await loop.run_in_executor(
+                    self._executor, worker.compile, name, spec, budget.left
+                )
+            finally:
+                budget.left -= time.monotonic() - started
+        except WorkerOverran:
+            if not worker.process.is_alive():
+                self._discard(worker)
+            raise _Transient(
+                f"the constraint took longer than {self.deadline:g} s to compile"
+            ) from None
+        except WorkerDied:
+            self._discard(worker)
+            raise _Transient(
+                "compiling the constraint crashed the compiler (is it nested too deeply?)"
+            ) from None
+        finally:
+            if worker in self._live:
+                self._release(worker)
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def _acquire(self) -> CompileWorker:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+        if self._idle.empty() and len(self._live) + self._starting < self._max_workers:
+            return await self._start_worker()
+        return await self._idle.get()
+
+    def _release(self, worker: CompileWorker) -> None:
+        if self._idle is not None and not self._closed:
+            self._idle.put_nowait(worker)
+
+    async def _start_worker(self, prepare: Iterable[str] = ()) -> CompileWorker:
+        self._starting += 1
+        try:
+            worker = await asyncio.get_running_loop().run_in_executor(
+                self._executor,
+                CompileWorker,
+                self._context,
+                self.vocabulary,
+                self.registry.entries,
+                self.limits,
+            )
+            self._live.add(worker)
+        finally:
+            self._starting -= 1
+        for name in prepare:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, worker.prepare, name, _PREPARE_TIMEOUT
+            )
+        return worker
+
+    def _discard(self, worker: CompileWorker) -> None:
+        """Forget a killed worker and start its replacement in the background."""
+        self._live.discard(worker)
+        if not self._closed:
+            self._spawn(self._replace(sorted(worker.prepared)))
+
+    async def _replace(self, prepared: list[str]) -> None:
+        worker = await self._start_worker(prepared)
+        if self._closed:
+            worker.stop()
+            self._live.discard(worker)
+        else:
+            self._release(worker)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _Transient(Exception):
+    """A failure that says nothing certain about the spec (timeout, crash): not cached."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def compile_in_process(
+    backend: ConstraintBackend,
+    spec: ConstraintSpec,
+    vocabulary: ConstraintVocabulary,
+    limits: Limits = DEFAULT_LIMITS,
+) -> CompiledConstraint:
+    """Validate, compile and load ``spec`` right here, with no deadline: for tests, benchmarks
+    and tools, never for requests."""
+    validate(spec, limits)
+    artifact = backend.compile(spec, vocabulary)
+    compiled = backend.load(artifact, spec, vocabulary)
+    return CompiledConstraint(backend.name, spec, backend.footprint(compiled), compiled, backend)

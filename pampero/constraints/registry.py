@@ -1,0 +1,149 @@
+"""Constraint backends by name, as ``guided_decoding_backend`` spells them.
+
+Built-ins register exactly as a plugin would (entry point group ``pampero.constraint_backends``,
+value ``module:Class``); a backend's module is imported when the registry first needs it, and
+its library only when it compiles. A backend whose library is not installed is known but not
+available.
+
+``auto`` (the default) takes the first available backend that can express the spec, in this
+order: xgrammar (fast masks, compiled ahead, vLLM's default), guidance (lazy compilation, the
+widest JSON Schema coverage), outlines, lm-format-enforcer (pure Python, slowest masks). A Lark
+grammar goes to guidance first, whose dialect it is. If a backend then finds at compile time
+that it cannot express the spec, ``auto`` moves on to the next one; an explicitly named backend
+never falls back.
+
+Example::
+
+    registry = BackendRegistry()
+    registry.candidates(ConstraintSpec(kind="grammar", value="start: /a+/", param="p"))
+    # ['guidance', 'xgrammar']
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from pampero.constraints.base import ConstraintBackend, ConstraintSpec
+from pampero.constraints.validation import grammar_syntax
+from pampero.errors import InvalidRequestError, UnsupportedParameter
+
+AUTO = "auto"
+ENTRY_POINT_GROUP = "pampero.constraint_backends"
+INSTALL_HINT = "pip install 'pampero[structured]'"
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    target: str  # "module:Class", the class built with no arguments
+    requires: str | None = None  # import name of the library it needs, if any
+
+
+BUILTIN: dict[str, BackendEntry] = {
+    "xgrammar": BackendEntry("pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar"),
+    "guidance": BackendEntry(
+        "pampero.constraints.backends.llguidance:GuidanceBackend", "llguidance"
+    ),
+    "outlines": BackendEntry(
+        "pampero.constraints.backends.outlines:OutlinesBackend", "outlines_core"
+    ),
+    "lm-format-enforcer": BackendEntry(
+        "pampero.constraints.backends.lmfe:FormatEnforcerBackend", "lmformatenforcer"
+    ),
+}
+ALIASES = {"llguidance": "guidance", "outlines-core": "outlines", "lmfe": "lm-format-enforcer"}
+_FIRST_FOR_LARK = "guidance"
+
+
+class BackendRegistry:
+    """Name → backend, with the ``auto`` policy. One instance per backend name, built lazily."""
+
+    def __init__(self, entries: Mapping[str, BackendEntry] | None = None) -> None:
+        if entries is None:
+            found = dict(BUILTIN)
+            for plugin in entry_points(group=ENTRY_POINT_GROUP):
+                found.setdefault(plugin.name, BackendEntry(plugin.value))
+            entries = found
+        self._entries = dict(entries)
+        self._instances: dict[str, ConstraintBackend] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, target: str, *, requires: str | None = None) -> None:
+        self._entries[name] = BackendEntry(target, requires)
+
+    @property
+    def entries(self) -> dict[str, BackendEntry]:
+        """Every registered backend (picklable: compile workers rebuild the registry from it)."""
+        return dict(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def available(self) -> list[str]:
+        """Registered backends whose library is installed, in ``auto`` order."""
+        return [name for name, entry in self._entries.items() if _installed(entry.requires)]
+
+    def backend(self, name: str) -> ConstraintBackend:
+        name = ALIASES.get(name, name)
+        with self._lock:
+            found = self._instances.get(name)
+            if found is None:
+                module_name, _, attr = self._entries[name].target.partition(":")
+                cls: Any = getattr(importlib.import_module(module_name), attr)
+                found = self._instances[name] = cls()
+            return found
+
+    def candidates(self, spec: ConstraintSpec) -> list[str]:
+        """The backends to try for ``spec``, in order; raises the 400 that explains why none."""
+        name = ALIASES.get(spec.backend, spec.backend)
+        available = self.available()
+        if name == AUTO:
+            return self._auto(spec, available)
+        if name not in self._entries:
+            raise InvalidRequestError(
+                f"unknown guided_decoding_backend {spec.backend!r}; available: "
+                + ", ".join([AUTO, *available]),
+                param="guided_decoding_backend",
+            )
+        if name not in available:
+            raise UnsupportedParameter(
+                f"guided_decoding_backend {name!r} is not installed on this server "
+                f"({INSTALL_HINT}); available: " + ", ".join([AUTO, *available]),
+                param="guided_decoding_backend",
+            )
+        reason = self.backend(name).unsupported(spec)
+        if reason is not None:
+            raise UnsupportedParameter(f"{_describe(spec)}: {reason}", param=spec.param)
+        return [name]
+
+    def _auto(self, spec: ConstraintSpec, available: list[str]) -> list[str]:
+        order = list(available)
+        if spec.kind == "grammar" and grammar_syntax(spec) == "lark" and _FIRST_FOR_LARK in order:
+            order.remove(_FIRST_FOR_LARK)
+            order.insert(0, _FIRST_FOR_LARK)
+        reasons = {name: self.backend(name).unsupported(spec) for name in order}
+        chosen = [name for name in order if reasons[name] is None]
+        if not chosen:
+            why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+            installed = f" ({why})" if why else f" (none is installed: {INSTALL_HINT})"
+            raise UnsupportedParameter(
+                f"no constraint backend on this server can express {_describe(spec)}{installed}",
+                param=spec.param,
+            )
+        return chosen
+
+
+def _describe(spec: ConstraintSpec) -> str:
+    if spec.kind == "grammar":
+        return f"a {grammar_syntax(spec).upper()} grammar"
+    extra = " with a whitespace pattern" if spec.whitespace_pattern is not None else ""
+    return f"a {spec.kind} constraint{extra}"
+
+
+def _installed(module: str | None) -> bool:
+    return module is None or importlib.util.find_spec(module) is not None
