@@ -1,0 +1,230 @@
+"""The types of output parsing: what a parser is fed, what it gives back, and how that folds.
+
+Parsing is streaming-first. A parser is fed the generated text chunk by chunk and answers each
+chunk with a :class:`ParsedDelta`; ``finish()`` flushes what it held back at the end. The
+non-streamed result is nothing but the deltas folded (:func:`parse_all`), so a streamed and a
+non-streamed response cannot disagree, and neither depends on how the text was chunked.
+
+Example::
+
+    parser = HermesToolParser()
+    for chunk in engine_text_chunks:
+        delta = parser.feed(chunk)          # content / tool-call deltas to stream now
+    delta = parser.finish()                 # whatever was held back
+    finish_reason = "tool_calls" if parser.tool_calls_found else "stop"
+
+Decisions shared by every tool parser (each parser's module adds its own):
+
+- Text that does not become a call is content, verbatim, markup included: a body that is not
+  JSON, JSON without a ``name``, a start marker cut off by the end of generation. This is what
+  vLLM's and llama.cpp's non-streaming parsers do with what they cannot parse.
+- Once a call's name is known the call stands. Its ``arguments`` stream as the JSON text the
+  model writes, checked by an incremental JSON scanner; if the model breaks the JSON or stops
+  mid-call, the valid prefix is closed (``{"a": "x`` becomes ``{"a": "x"}``), so the fragments
+  always concatenate to a JSON object. ``arguments`` is ``"{}"`` when the model gives none.
+- Whitespace next to tool-call markup is not content: a whitespace run is held back until
+  non-whitespace content follows it; one followed by a call, or left at the end of an output
+  that made calls, is dropped. An output without calls keeps all its whitespace.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+IdFactory = Callable[[], str]
+
+
+def new_call_id() -> str:
+    """``call_`` and 24 random alphanumerics, like OpenAI's tool-call ids."""
+    return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """One piece of one streamed tool call.
+
+    The first delta of a call carries ``index``, ``id`` and ``name`` (and possibly a first
+    argument fragment); later ones carry ``index`` and an ``arguments`` fragment only.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+    def to_openai(self) -> dict[str, Any]:
+        """The ``choices[].delta.tool_calls[]`` item of a chat completion chunk."""
+        item: dict[str, Any] = {"index": self.index}
+        if self.id is not None:
+            item["id"] = self.id
+            item["type"] = "function"
+        function = {"arguments": self.arguments}
+        if self.name is not None:
+            function = {"name": self.name, **function}
+        item["function"] = function
+        return item
+
+
+@dataclass(slots=True)
+class ParsedDelta:
+    """What one ``feed`` (or ``finish``) call produced: text for each channel, tool-call pieces."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.content or self.reasoning or self.tool_calls)
+
+    def add_call_delta(self, delta: ToolCallDelta) -> None:
+        """Append ``delta``, merging an argument fragment into the previous piece of its call."""
+        last = self.tool_calls[-1] if self.tool_calls else None
+        if last is not None and last.index == delta.index and delta.id is None:
+            last.arguments += delta.arguments
+        elif delta.id is not None or delta.arguments:
+            self.tool_calls.append(delta)
+
+    def extend(self, other: ParsedDelta) -> None:
+        self.content += other.content
+        self.reasoning += other.reasoning
+        for call in other.tool_calls:
+            self.add_call_delta(ToolCallDelta(call.index, call.id, call.name, call.arguments))
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A finished tool call of a non-streamed response."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_openai(self) -> dict[str, Any]:
+        """The ``choices[].message.tool_calls[]`` item of a chat completion."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(slots=True)
+class ParsedMessage:
+    """Deltas folded: the message of a non-streamed response."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+    def add(self, delta: ParsedDelta) -> None:
+        """Fold one more delta in."""
+        self.content += delta.content
+        self.reasoning += delta.reasoning
+        for piece in delta.tool_calls:
+            if piece.index == len(self.tool_calls):
+                if piece.id is None or piece.name is None:
+                    raise ValueError(f"tool call {piece.index} starts without an id and a name")
+                self.tool_calls.append(ToolCall(piece.id, piece.name, piece.arguments))
+            elif piece.index < len(self.tool_calls) and piece.id is None:
+                self.tool_calls[piece.index].arguments += piece.arguments
+            else:
+                raise ValueError(f"tool-call delta out of order: {piece!r}")
+
+
+def fold(deltas: Iterable[ParsedDelta]) -> ParsedMessage:
+    """Fold a stream of deltas into the message they spell."""
+    message = ParsedMessage()
+    for delta in deltas:
+        message.add(delta)
+    return message
+
+
+@runtime_checkable
+class ToolParser(Protocol):
+    """Turns generated text into content and tool calls, incrementally.
+
+    Example::
+
+        parser = registry.tool_parser("hermes")()
+        parser.feed('<tool_call>\\n{"name": "f", "arguments": {"a"')
+        # ParsedDelta(tool_calls=[ToolCallDelta(0, "call_...", "f", '{"a"')])
+        parser.feed(': 1}}\\n</tool_call>')
+        # ParsedDelta(tool_calls=[ToolCallDelta(0, None, None, ": 1}")])
+    """
+
+    def feed(self, text: str) -> ParsedDelta:
+        """Consume the next chunk of generated text; return what can be emitted now."""
+        ...
+
+    def finish(self) -> ParsedDelta:
+        """End of generation: flush what was held back, close an unfinished call."""
+        ...
+
+    @property
+    def tool_calls_found(self) -> bool:
+        """Whether any call was emitted, so the response's finish_reason is ``tool_calls``."""
+        ...
+
+
+class ToolParserFactory(Protocol):
+    def __call__(self, *, id_factory: IdFactory = ...) -> ToolParser: ...
+
+
+@runtime_checkable
+class ReasoningParser(Protocol):
+    """Splits generated text into reasoning and content, incrementally.
+
+    Its deltas carry ``reasoning`` and ``content``, never tool calls.
+
+    Example::
+
+        parser = registry.reasoning_parser("think")()
+        parser.feed("<think>\\nthe user wants")  # ParsedDelta(reasoning="the user wants")
+        parser.feed(" a haiku</think>\\n\\nSnow")
+        # ParsedDelta(reasoning=" a haiku", content="Snow")
+    """
+
+    def feed(self, text: str) -> ParsedDelta:
+        """Consume the next chunk of generated text; return what can be emitted now."""
+        ...
+
+    def finish(self) -> ParsedDelta:
+        """End of generation: flush what was held back."""
+        ...
+
+
+class ReasoningParserFactory(Protocol):
+    """A reasoning parser class: built from explicit options, or from the rendered prompt."""
+
+    def __call__(
+        self,
+        *,
+        starts_in_reasoning: bool = ...,
+        enabled: bool = ...,
+        include_reasoning: bool = ...,
+    ) -> ReasoningParser: ...
+
+    def for_prompt(
+        self,
+        prompt: str,
+        *,
+        enable_thinking: bool | None = ...,
+        include_reasoning: bool = ...,
+    ) -> ReasoningParser: ...
+
+
+class _Feedable(Protocol):
+    def feed(self, text: str) -> ParsedDelta: ...
+
+    def finish(self) -> ParsedDelta: ...
+
+
+def parse_all(parser: _Feedable, text: str) -> ParsedMessage:
+    """The non-streamed result: the whole text fed once, then finished, folded."""
+    return fold([parser.feed(text), parser.finish()])
