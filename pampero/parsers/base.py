@@ -15,13 +15,19 @@ Example::
 
 Decisions shared by every tool parser (each parser's module adds its own):
 
+- Text that may start a marker (``<tool_`` at the end of a chunk) is held back until the next
+  chunk tells; nothing already emitted is ever taken back.
 - Text that does not become a call is content, verbatim, markup included: a body that is not
-  JSON, JSON without a ``name``, a start marker cut off by the end of generation. This is what
-  vLLM's and llama.cpp's non-streaming parsers do with what they cannot parse.
+  JSON, JSON without a ``name``, a call cut off by the end of generation before its name was
+  complete. This is what vLLM's and llama.cpp's non-streaming parsers do with what they cannot
+  parse.
 - Once a call's name is known the call stands. Its ``arguments`` stream as the JSON text the
   model writes, checked by an incremental JSON scanner; if the model breaks the JSON or stops
   mid-call, the valid prefix is closed (``{"a": "x`` becomes ``{"a": "x"}``), so the fragments
-  always concatenate to a JSON object. ``arguments`` is ``"{}"`` when the model gives none.
+  always concatenate to a JSON object, and the text after the break, up to the format's closing
+  marker or next call, is dropped as the rest of that call. ``arguments`` is ``"{}"`` when the
+  model gives none; arguments written as a JSON string are decoded (and so go out only whole).
+- Every call gets a fresh ``call_`` id; ids a model writes are not used.
 - Whitespace next to tool-call markup is not content: a whitespace run is held back until
   non-whitespace content follows it; one followed by a call, or left at the end of an output
   that made calls, is dropped. An output without calls keeps all its whitespace.
@@ -89,12 +95,6 @@ class ParsedDelta:
             last.arguments += delta.arguments
         elif delta.id is not None or delta.arguments:
             self.tool_calls.append(delta)
-
-    def extend(self, other: ParsedDelta) -> None:
-        self.content += other.content
-        self.reasoning += other.reasoning
-        for call in other.tool_calls:
-            self.add_call_delta(ToolCallDelta(call.index, call.id, call.name, call.arguments))
 
 
 @dataclass(slots=True)
@@ -167,12 +167,23 @@ class ToolParser(Protocol):
         ...
 
     @property
+    def markers(self) -> tuple[str, ...]:
+        """The markup it reads: these must reach it as text, so a detokenizer that drops
+        special tokens has to keep these."""
+        ...
+
+    @property
     def tool_calls_found(self) -> bool:
         """Whether any call was emitted, so the response's finish_reason is ``tool_calls``."""
         ...
 
 
 class ToolParserFactory(Protocol):
+    """A tool parser class: one instance per generated output."""
+
+    @property
+    def markers(self) -> tuple[str, ...]: ...
+
     def __call__(self, *, id_factory: IdFactory = ...) -> ToolParser: ...
 
 
@@ -198,9 +209,17 @@ class ReasoningParser(Protocol):
         """End of generation: flush what was held back."""
         ...
 
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The markup it reads (see ``ToolParser.markers``)."""
+        ...
+
 
 class ReasoningParserFactory(Protocol):
     """A reasoning parser class: built from explicit options, or from the rendered prompt."""
+
+    @property
+    def markers(self) -> tuple[str, ...]: ...
 
     def __call__(
         self,

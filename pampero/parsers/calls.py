@@ -70,7 +70,7 @@ class ArgumentsReader:
         if kind == "{":
             rest = self._scanner.take()
         elif kind == '"' and self._scanner.done:
-            rest = _object_text(json.loads(self._scanner.take()))
+            rest = _object_text(decode_string(self._scanner.take()))
         else:
             rest = ""
         if not self._handed_out and not rest:
@@ -83,9 +83,18 @@ class ArgumentsReader:
         return text
 
 
-def _object_text(decoded: object) -> str:
+def decode_string(text: str) -> str | None:
+    """The string a JSON text spells, or ``None`` if it is not a string. A lone surrogate
+    (``"\\ud83d"`` cut from its pair) becomes ``?``: it could not be encoded as UTF-8 later."""
+    value = json.loads(text)
+    if not isinstance(value, str):
+        return None
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _object_text(decoded: str | None) -> str:
     """The JSON object text inside a string the model wrote as its arguments."""
-    if not isinstance(decoded, str):
+    if decoded is None:
         return ""
     inner = decoded.strip(WHITESPACE)
     if not inner.startswith("{"):
@@ -256,8 +265,8 @@ class CallReader:
         self._scanner = None
         if scanner is None or self._key != "name" or self.name is not None:
             return
-        value = json.loads(scanner.take()) if scanner.first == '"' else None
-        if not isinstance(value, str) or not value.strip():
+        value = decode_string(scanner.take()) if scanner.first == '"' else None
+        if value is None or not value.strip():
             self._state = _END  # not a name: not a call
             return
         self.name = value.strip()

@@ -36,6 +36,8 @@ _CLOSE = 3  # after the JSON, before </tool_call>
 class HermesToolParser(ToolParserBase):
     """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``; see the module docstring."""
 
+    markers = (START, END)
+
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
         self._state = _TEXT

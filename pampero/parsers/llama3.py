@@ -33,6 +33,8 @@ _SKIP = 5  # the rest of a broken call, up to the next <|python_tag|>
 class Llama3JsonToolParser(ToolParserBase):
     """``{"name": ..., "parameters": {...}}`` calls; see the module docstring."""
 
+    markers = (PYTHON_TAG,)
+
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
         self._state = _BEGIN

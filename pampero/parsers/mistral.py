@@ -45,6 +45,8 @@ _SKIP = 7  # the rest of a broken call, up to the next [TOOL_CALLS]
 class MistralToolParser(ToolParserBase):
     """``[TOOL_CALLS]`` calls, list or ``name[ARGS]{...}`` form; see the module docstring."""
 
+    markers = (BOT, ARGS, CALL_ID)
+
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
         self._state = _TEXT

@@ -10,8 +10,11 @@ in its reasoning and again in its answer makes two calls; nothing is deduplicate
 Example, inside a chat stream::
 
     parser = create_output_parser(
-        tool_parser="hermes", reasoning_parser="think",
-        prompt=prompt_text, enable_thinking=None, include_reasoning=request.include_reasoning,
+        tool_parser_name=model.tool_parser,          # None if the request has no tools
+        reasoning_parser_name=model.reasoning_parser,
+        prompt=prompt_text,                          # or just its last few hundred characters
+        enable_thinking=(request.chat_template_kwargs or {}).get("enable_thinking"),
+        include_reasoning=request.include_reasoning,
     )
     async for text in engine_text:
         delta = parser.feed(text)
@@ -23,6 +26,13 @@ Example, inside a chat stream::
             )
     delta = parser.finish()   # then the same, and the finish chunk:
     finish_reason = "tool_calls" if parser.tool_calls_found and reason == "stop" else reason
+
+Non-streamed, the same parser folds: ``message = parse_all(parser, text)`` gives ``content``,
+``reasoning`` and ``tool_calls`` (``[call.to_openai() for call in message.tool_calls]``).
+
+The parsers read markup tokens as text: the engine must detokenize with ``parser.markers``
+rendered (``[TOOL_CALLS]`` and ``<|python_tag|>`` are special tokens that a
+``skip_special_tokens`` detokenizer drops).
 """
 
 from __future__ import annotations
@@ -40,7 +50,12 @@ from pampero.parsers.registry import reasoning_parser, tool_parser
 
 
 class OutputParser:
-    """A reasoning parser and a tool parser run together; behaves as a ``ToolParser``."""
+    """A reasoning parser and a tool parser run together; behaves as a ``ToolParser``.
+
+    ``include_reasoning=False`` drops the reasoning here, after its calls were read: give it
+    a reasoning parser that keeps its reasoning. Reasoning that comes back after content has
+    started (not something ``<think>`` models do) is passed on without looking for calls.
+    """
 
     def __init__(
         self,
@@ -64,6 +79,15 @@ class OutputParser:
     @property
     def tool_calls_found(self) -> bool:
         return self._calls > 0
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Every marker its parsers read."""
+        found: tuple[str, ...] = ()
+        for parser in (self._reasoning, self._content_tools):
+            if parser is not None:
+                found += parser.markers
+        return found
 
     def feed(self, text: str) -> ParsedDelta:
         out = ParsedDelta()

@@ -64,12 +64,13 @@ def detect_tool_parser(chat_template: str) -> str | None:
 
     Checked most specific first: Mistral's ``[TOOL_CALLS]`` token, Hermes/Qwen's
     ``<tool_call>`` tag, then Llama 3.x's ``<|python_tag|>``, or its ``ipython`` role with
-    ``"parameters"`` in the call format it describes.
+    ``"parameters"`` in the call format it describes. Qwen3-Coder's ``<tool_call>`` wraps XML
+    (``<function=name>``), not JSON: no built-in parser reads it.
     """
     if "[TOOL_CALLS]" in chat_template:
         return "mistral"
     if "<tool_call>" in chat_template:
-        return "hermes"
+        return None if "<function=" in chat_template else "hermes"
     if "<|python_tag|>" in chat_template or (
         "ipython" in chat_template and '"parameters"' in chat_template
     ):

@@ -46,6 +46,7 @@ class ThinkReasoningParser:
 
     open_tag = OPEN
     close_tag = CLOSE
+    markers = (OPEN, CLOSE)
     #: Whether the model thinks from the first token even when the prompt does not show it.
     starts_open = False
 

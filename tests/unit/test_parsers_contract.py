@@ -10,7 +10,9 @@ Modelled on vLLM's ``tests/tool_parsers/common_tests.py``, for every realistic o
 3. the concatenated fragments are the call's arguments, a JSON object;
 4. no markup in content or reasoning, unless the case is one whose markup is not a call;
 5. ids are ``call_`` and 24 random alphanumerics, distinct;
-6. streaming is incremental: held-back text stays bounded.
+6. streaming is incremental: held-back text stays bounded;
+7. all of this also holds for the outputs cut off anywhere (``max_tokens``) and for randomly
+   damaged ones, where there is no expected message, only the invariants.
 """
 
 from __future__ import annotations
@@ -640,3 +642,49 @@ def test_text_streams_promptly(factory: Factory, case: Case) -> None:
         delta = parser.feed(ch)
         emitted += len(delta.content) + len(delta.reasoning)
         assert fed - emitted <= bound
+
+
+NOISE = [*'{}[]":,\\ \n<>/tn0-', *MARKUP, '"name"', '"arguments"', "true", "x"]
+
+
+def variants(text: str, rng: random.Random) -> Iterator[str]:
+    """The text cut off at evenly spread points, and damaged at random."""
+    for cut in range(0, len(text), max(1, len(text) // 30)):
+        yield text[:cut]
+    for _ in range(15):
+        chars = list(text)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randint(0, len(chars))
+            if chars and rng.random() < 0.4:
+                del chars[min(at, len(chars) - 1)]
+            else:
+                chars.insert(at, rng.choice(NOISE))
+        yield "".join(chars)
+
+
+def assert_invariants(factory: Factory, text: str, rng: random.Random) -> None:
+    _, expected = run(factory, [text])
+    chunks, pos = [], 0
+    while pos < len(text):
+        size = rng.randint(1, 6)
+        chunks.append(text[pos : pos + size])
+        pos += size
+    for pieces in (chunks, list(text)):
+        deltas, folded = run(factory, pieces)
+        assert folded == expected, pieces
+        started = -1
+        for piece in (p for d in deltas for p in d.tool_calls):
+            if piece.id is not None:
+                assert piece.index == started + 1 and piece.name
+                started = piece.index
+            else:
+                assert piece.name is None and piece.arguments and piece.index <= started
+    for call in expected.tool_calls:
+        assert isinstance(json.loads(call.arguments), dict), (text, call)
+
+
+@pytest.mark.parametrize(("factory", "case"), PARAMS)
+def test_cut_off_and_damaged_outputs_keep_the_invariants(factory: Factory, case: Case) -> None:
+    rng = random.Random(case.text)
+    for text in variants(case.text, rng):
+        assert_invariants(factory, text, rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import pytest
@@ -173,3 +174,11 @@ def test_long_arguments_stream_with_a_bounded_lag(text: str) -> None:
         if start < fed <= len(text) - 16:  # within the arguments
             worst = max(worst, fed - start - handed)
     assert worst <= 16  # a key waits for its value; nothing else waits
+
+
+def test_a_lone_surrogate_escape_does_not_reach_decoded_text() -> None:
+    text = '<tool_call>{"name": "f\\ud83d", "arguments": "{\\"a\\": \\"\\\\ud83d'
+    (call,) = parse_all(HermesToolParser(), text).tool_calls
+    assert call.name == "f?"
+    (call.name + call.arguments).encode("utf-8")
+    assert json.loads(call.arguments) == {"a": "\ud83d"}

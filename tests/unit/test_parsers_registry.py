@@ -114,6 +114,7 @@ def test_detection_from_the_fixture_templates(
             "deepseek_r1",
         ),
         ("{{ '[TOOL_CALLS]' }}{{ '<tool_call>' }}", "mistral", None),
+        ("<tool_call>\n<function=example_function_name>\n</function>\n</tool_call>", None, None),
     ],
 )
 def test_detection_of_other_templates(
@@ -172,3 +173,13 @@ def test_what_the_llama_template_writes_its_parser_reads_back() -> None:
     message = parse_all(tool_parser(detect_tool_parser(source) or "")(), reply)
     assert message.content == ""
     assert [(c.name, json.loads(c.arguments)) for c in message.tool_calls] == CALLS[1:]
+
+
+def test_parsers_declare_the_markup_a_detokenizer_must_keep() -> None:
+    assert tool_parser("hermes").markers == ("<tool_call>", "</tool_call>")
+    assert tool_parser("llama3_json").markers == ("<|python_tag|>",)
+    assert set(tool_parser("mistral").markers) == {"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"}
+    assert reasoning_parser("deepseek_r1").markers == ("<think>", "</think>")
+    parser = create_output_parser(tool_parser_name="mistral", reasoning_parser_name="think")
+    assert set(parser.markers) == {"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<think>", "</think>"}
+    assert create_output_parser().markers == ()
