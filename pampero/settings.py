@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     prefix_cache: bool = Field(default=True, description="Reuse KV of matching prompt prefixes.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
     template_timeout: float = Field(default=2.0, gt=0, description="Chat template render budget.")
+    constraint_deadline: float = Field(
+        default=5.0, gt=0, description="Seconds a structured-output constraint may take to compile."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("models")

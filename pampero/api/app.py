@@ -6,6 +6,7 @@ exception translation into OpenAI's error body (``pampero.api.errors``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from pampero.observability import Metrics
 from pampero.serving.context import ServingContext
 from pampero.serving.hub import ModelHub
 from pampero.serving.services import Services
+from pampero.serving.structured import Constraints
 from pampero.settings import Settings
 
 
@@ -61,11 +63,19 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub = ModelHub(settings)
         await hub.start()
-        context = ServingContext(hub=hub, metrics=Metrics(hub.stats), settings=settings)
+        constraints = Constraints(deadline=settings.constraint_deadline)
+        context = ServingContext(
+            hub=hub, metrics=Metrics(hub.stats), settings=settings, constraints=constraints
+        )
         app.state.services = Services.build(context)
+        # Importing and preparing the grammar backends takes seconds: do it while serving.
+        warm_up = asyncio.create_task(constraints.warm_up(list(hub)))
         try:
             yield
         finally:
+            warm_up.cancel()
+            await asyncio.gather(warm_up, return_exceptions=True)
+            await constraints.aclose()
             await hub.stop()
 
     return Starlette(

@@ -12,7 +12,6 @@ from pampero.serving.context import Result, ServingContext, ignored_header
 from pampero.serving.generation import Generation
 from pampero.serving.params import (
     no_effect_fields,
-    refuse_constraints,
     resolve_max_tokens,
     sampling_params,
 )
@@ -26,6 +25,7 @@ from pampero.serving.responses import (
     prompt_logprobs_body,
 )
 from pampero.serving.sse import DONE, event, stream_errors
+from pampero.serving.structured import constraint_spec
 
 
 class ChatService:
@@ -57,6 +57,9 @@ class ChatService:
             ),
             logprobs=(request.top_logprobs or 0) if request.logprobs else None,
         )
+        spec = constraint_spec(request)
+        if spec is not None:
+            await self.context.constraints.compile(served, spec, params)
         generation = Generation(
             served,
             GenerationRequest(
@@ -85,7 +88,6 @@ def _refuse_unavailable(request: ChatCompletionRequest) -> None:
             "sent by clients; the server operator can set a template per model",
             param="chat_template",
         )
-    refuse_constraints(request)
     if (request.modalities and "audio" in request.modalities) or request.audio is not None:
         raise UnsupportedParameter("audio output is not available", param="modalities")
     choice = request.tool_choice

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pampero.engines.base import GenerationRequest, Tokenizer
+from pampero.engines.base import GenerationRequest, SamplingParams, Tokenizer
 from pampero.errors import UnsupportedParameter
 from pampero.protocol import CompletionRequest, Parsed
 from pampero.serving.context import Result, ServingContext, ignored_header, merge
@@ -19,7 +19,6 @@ from pampero.serving.generation import Choice, Generation
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import (
     no_effect_fields,
-    refuse_constraints,
     resolve_max_tokens,
     sampling_params,
 )
@@ -33,6 +32,7 @@ from pampero.serving.responses import (
     prompt_logprobs_body,
 )
 from pampero.serving.sse import DONE, event, stream_errors
+from pampero.serving.structured import constraint_spec
 
 
 class CompletionService:
@@ -42,13 +42,15 @@ class CompletionService:
     async def create(self, parsed: Parsed[CompletionRequest], arrival: float) -> Result:
         request = parsed.request
         served = self.context.hub.get(request.model)
-        refuse_constraints(request)
         tokenizer = served.engine.tokenizer
         names = TokenNames(tokenizer, as_ids=request.return_tokens_as_token_ids)
-        generations = [
-            self._submit(served, request, tokens, index, arrival)
-            for index, tokens in enumerate(self._prompts(request, tokenizer))
-        ]
+        spec = constraint_spec(request)
+        generations = []
+        for index, tokens in enumerate(self._prompts(request, tokenizer)):
+            params = self._params(served, request, tokens)
+            if spec is not None:
+                await self.context.constraints.compile(served, spec, params)
+            generations.append(self._submit(served, request, tokens, params, index, arrival))
         envelope = Envelope(completion_id("cmpl"), served.id, fingerprint(served.id))
         headers = ignored_header([*parsed.ignored, *no_effect_fields(request)])
         if request.stream:
@@ -72,14 +74,9 @@ class CompletionService:
             prompts.append(tokens)
         return prompts
 
-    def _submit(
-        self,
-        served: ServedModel,
-        request: CompletionRequest,
-        tokens: list[int],
-        index: int,
-        arrival: float,
-    ) -> Generation:
+    def _params(
+        self, served: ServedModel, request: CompletionRequest, tokens: list[int]
+    ) -> SamplingParams:
         engine = served.engine
         wanted = request.best_of or request.n
         # best_of ranks choices by log-probability, so it needs them even if not returned.
@@ -98,6 +95,17 @@ class CompletionService:
         params.n = wanted
         if request.echo and request.logprobs is not None:
             params.prompt_logprobs = max(params.prompt_logprobs or 0, request.logprobs)
+        return params
+
+    def _submit(
+        self,
+        served: ServedModel,
+        request: CompletionRequest,
+        tokens: list[int],
+        params: SamplingParams,
+        index: int,
+        arrival: float,
+    ) -> Generation:
         generation_request = GenerationRequest(
             request_id=f"{index}", prompt_tokens=tokens, sampling=params, priority=request.priority
         )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pampero.observability import Metrics
 from pampero.serving.hub import ModelHub
+from pampero.serving.structured import Constraints
 from pampero.settings import Settings
 
 T = TypeVar("T")
@@ -19,6 +20,7 @@ class ServingContext:
     hub: ModelHub
     metrics: Metrics
     settings: Settings
+    constraints: Constraints
 
 
 @dataclass

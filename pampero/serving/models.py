@@ -40,6 +40,6 @@ class ModelsService:
                 "logprobs": caps.supports_logprobs,
                 "prompt_logprobs": caps.supports_prompt_logprobs,
                 "beam_search": caps.supports_beam_search,
-                "structured_outputs": False,
+                "structured_outputs": True,
             },
         }

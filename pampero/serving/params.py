@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from pampero.engines.base import Capabilities, SamplingParams, Tokenizer
 from pampero.errors import ContextLengthExceeded, InvalidRequestError, UnsupportedParameter
 from pampero.protocol.common import GenerationFields
-from pampero.protocol.structured import StructuredOutputFields
 from pampero.sampling import processors
 
 # Accepted, meaningful elsewhere (billing, routing, caching hints), no effect on a local model.
@@ -127,20 +126,3 @@ def _check_beam_search(request: GenerationFields, capabilities: Capabilities) ->
             "length_penalty at 1.0",
             param="length_penalty",
         )
-
-
-def refuse_constraints(request: StructuredOutputFields) -> None:
-    """Constrained decoding is not wired into this engine yet: refuse rather than ignore."""
-    kinds = request.constraint_fields()
-    if kinds:
-        raise UnsupportedParameter(
-            f"structured outputs ({kinds[0]}) are not available on this server yet",
-            param=kinds[0],
-        )
-    if request.guided_whitespace_pattern is not None or request.guided_decoding_backend is not None:
-        name = (
-            "guided_whitespace_pattern"
-            if request.guided_whitespace_pattern is not None
-            else "guided_decoding_backend"
-        )
-        raise InvalidRequestError(f"{name} needs a structured-output constraint", param=name)
