@@ -98,6 +98,11 @@ class MistralToolParser(ToolParserBase):
             return self._function()
         if state == _SKIP:
             return self._skip()
+        return self._between()
+
+    def _between(self) -> bool:
+        """Right after ``[TOOL_CALLS]``, or inside the list between its calls."""
+        state = self._state
         buf = self._buf
         pos = skip_blank(buf, 0)
         if pos == len(buf):
