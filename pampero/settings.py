@@ -54,6 +54,16 @@ class ModelConfig(BaseModel):
     chat_template: str | None = Field(
         default=None, description="Path to a Jinja chat template overriding the model's own."
     )
+    tool_parser: str | None = Field(
+        default=None,
+        description="Tool-call format (hermes, llama3_json, mistral; 'none' to disable); "
+        "default: detected from the chat template.",
+    )
+    reasoning_parser: str | None = Field(
+        default=None,
+        description="Reasoning format (think, deepseek_r1; 'none' to disable); "
+        "default: detected from the chat template.",
+    )
 
     @classmethod
     def from_flag(cls, value: str) -> ModelConfig:

@@ -129,6 +129,7 @@ class SamplingParams:
     length_penalty: float = 1.0
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
     constraint: ConstraintSource | None = None  # structured output: one matcher per sequence
+    keep_special_ids: frozenset[int] = frozenset()  # control tokens kept in text (parser markup)
 
     @property
     def greedy(self) -> bool:

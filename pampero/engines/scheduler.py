@@ -43,6 +43,7 @@ from pampero.errors import (
     Overloaded,
     PamperoError,
 )
+from pampero.sampling.constraint import Progress
 from pampero.sampling.sampler import Sampler, logprobs_of
 from pampero.sampling.text import TextAssembler
 
@@ -284,6 +285,7 @@ class Scheduler:
             include_stop=params.include_stop_str_in_output,
             skip_special=params.skip_special_tokens,
             spaces_between_special=params.spaces_between_special_tokens,
+            keep=params.keep_special_ids,
         )
 
     def _reuse_prefix(self, primary: _Slot, prompt: list[int]) -> int:
@@ -462,9 +464,8 @@ class Scheduler:
         if token < 0:  # nothing was allowed: the constraint and the parameters contradict
             self._finish(s, "stop", None)
             return
-        matcher = s.sampler.matcher
-        if matcher is not None and not matcher.accept(token):
-            raise EngineError(f"the constraint refused token {token} it had allowed")
+        constraint = s.sampler.constraint
+        progress = constraint.advance(token) if constraint is not None else Progress.CONTINUE
         if params.logprobs is not None:
             s.pending_logprobs.append(logprobs_of(row, token, params.logprobs))
         s.tokens.append(token)
@@ -474,7 +475,7 @@ class Scheduler:
         self._check_stops(s, token, params)
         if s.phase is Phase.DONE:
             return
-        if matcher is not None and matcher.is_terminated():
+        if progress is Progress.COMPLETE:
             self._finish(s, "stop", None)
             return
         limit = params.max_tokens

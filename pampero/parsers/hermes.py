@@ -17,6 +17,12 @@ it is content). After a call whose JSON broke, everything up to ``</tool_call>``
 ``<tool_call>`` or the end is the rest of that call, and dropped. A tag whose body is not a JSON
 object with a name (``<tool_call>get_weather(city="Paris")</tool_call>``) stays content,
 verbatim.
+
+Small Qwen2.5 models often drop the tags and answer with the bare call object. As llama.cpp's
+Hermes parser does, an output that *begins* (after blanks) with ``{"name": ..., "arguments":``
+is read as a call; in strict form only (name first, then the arguments key), so an answer that
+merely is JSON stays content. A Markdown fence around that object (```` ```json ````) is markup
+too, and dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ _TEXT = 0
 _OPEN = 1  # after <tool_call>, before the JSON
 _CALL = 2
 _CLOSE = 3  # after the JSON, before </tool_call>
+_BEGIN = 4  # start of output: a bare call object may begin here
+_FENCES = ("```json\n", "```\n")
 
 
 class HermesToolParser(ToolParserBase):
@@ -40,12 +48,13 @@ class HermesToolParser(ToolParserBase):
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
-        self._state = _TEXT
+        self._state = _BEGIN
         self._buf = ""  # text not consumed yet: a partial marker, or input for the next state
         self._region: list[str] = []  # raw text of a call not confirmed yet, for a fallback
         self._reader: CallReader | None = None
         self._junk: list[str] = []  # after a call's JSON, before </tool_call>
         self._broken = False  # the last call's JSON broke: its junk is dropped, never content
+        self._fenced = False  # a bare call came inside a Markdown code fence
 
     def feed(self, text: str) -> ParsedDelta:
         self._buf += text
@@ -68,9 +77,13 @@ class HermesToolParser(ToolParserBase):
         elif self._state == _OPEN:
             self._region.append(buf)
             self._reject()
+        elif self._state == _BEGIN:
+            self._content(buf)
         elif self._state == _CLOSE:
             junk = "".join(self._junk)
-            if not self._broken:
+            if self._fenced and (junk + buf).strip() in ("```", ""):
+                pass  # the closing fence of a fenced bare call is markup
+            elif not self._broken:
                 self._content(junk if END.startswith(buf) else junk + buf)
         else:
             self._content(buf)
@@ -81,11 +94,35 @@ class HermesToolParser(ToolParserBase):
         """Advance by one state; False when more text is needed."""
         if self._state == _TEXT:
             return self._text()
+        if self._state == _BEGIN:
+            return self._begin()
         if self._state == _OPEN:
             return self._open()
         if self._state == _CALL:
             return self._call()
         return self._close()
+
+    def _begin(self) -> bool:
+        buf = self._buf
+        pos = skip_blank(buf, 0)
+        if pos == len(buf):
+            return False
+        rest = buf[pos:]
+        if any(f.startswith(rest) for f in _FENCES):
+            return False  # maybe a fence: wait for its whole line
+        fence = next((f for f in _FENCES if rest.startswith(f)), "")
+        start = skip_blank(buf, pos + len(fence))
+        if start == len(buf):
+            return False
+        if buf[start] != "{":
+            self._state = _TEXT
+            return True
+        self._fenced = bool(fence)
+        self._region = [buf[:start]]
+        self._buf = buf[start:]
+        self._reader = CallReader(strict=True)
+        self._state = _CALL
+        return True
 
     def _text(self) -> bool:
         buf = self._buf

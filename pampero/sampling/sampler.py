@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.engines.base import SamplingParams, TokenLogprob
+from pampero.sampling.constraint import ConstraintState
 
 FloatRow = npt.NDArray[np.float32]
 
@@ -62,10 +63,10 @@ class Sampler:
             or params.frequency_penalty != 0.0
             or params.presence_penalty != 0.0
         )
-        self.matcher = params.constraint.new_matcher() if params.constraint else None
-        self._mask = np.zeros(vocab_size, dtype=np.bool_) if self.matcher else None
+        self.constraint = ConstraintState(params.constraint) if params.constraint else None
+        self._mask = np.zeros(vocab_size, dtype=np.bool_) if self.constraint else None
         self._processes = bool(
-            self.matcher is not None
+            self.constraint is not None
             or self._allowed is not None
             or len(self._bias_ids)
             or self._penalised
@@ -92,9 +93,9 @@ class Sampler:
             return logits
         row = logits.copy()
         params = self.params
-        if self.matcher is not None and self._mask is not None:
-            self.matcher.fill_allowed(self._mask)
-            np.copyto(row, -np.inf, where=~self._mask[: len(row)])
+        mask = self._mask
+        if self.constraint is not None and mask is not None and self.constraint.fill_allowed(mask):
+            np.copyto(row, -np.inf, where=~mask[: len(row)])
         if self._allowed is not None:
             kept = row[self._allowed]
             row.fill(-np.inf)

@@ -24,9 +24,11 @@ class TextAssembler:
         include_stop: bool = False,
         skip_special: bool = True,
         spaces_between_special: bool = True,
+        keep: frozenset[int] = frozenset(),
     ) -> None:
         self._pieces = pieces
-        self._special = special_ids
+        # Control tokens a parser reads (e.g. [TOOL_CALLS]) stay in the text even when skipping.
+        self._special = special_ids - keep if skip_special else special_ids
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._stop = [s for s in stop if s]
         self._max_stop = max((len(s) for s in self._stop), default=0)

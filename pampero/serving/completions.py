@@ -49,7 +49,7 @@ class CompletionService:
         for index, tokens in enumerate(self._prompts(request, tokenizer)):
             params = self._params(served, request, tokens)
             if spec is not None:
-                await self.context.constraints.compile(served, spec, params)
+                params.constraint = await self.context.constraints.compile(served, spec, params)
             generations.append(self._submit(served, request, tokens, params, index, arrival))
         envelope = Envelope(completion_id("cmpl"), served.id, fingerprint(served.id))
         headers = ignored_header([*parsed.ignored, *no_effect_fields(request)])

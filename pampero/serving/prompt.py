@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,12 @@ from pampero.errors import InvalidRequestError
 from pampero.protocol.messages import ChatTemplateFields
 from pampero.serving.hub import ServedModel
 from pampero.settings import Settings
+
+
+@dataclass(frozen=True)
+class RenderedChat:
+    text: str
+    tokens: list[int]
 
 
 class Prompter:
@@ -25,6 +32,7 @@ class Prompter:
             else engine.chat_template
         )
         self.model_id = served.id
+        self.source = source
         self.template = (
             ChatTemplate(
                 source,
@@ -38,6 +46,9 @@ class Prompter:
         )
 
     def chat_tokens(self, request: ChatTemplateFields) -> list[int]:
+        return self.render(request).tokens
+
+    def render(self, request: ChatTemplateFields) -> RenderedChat:
         if self.template is None:
             raise InvalidRequestError(
                 f"model {self.model_id} has no chat template; use /v1/completions, or give it "
@@ -55,7 +66,8 @@ class Prompter:
             template_kwargs=request.chat_template_kwargs,
         )
         add_special = bool(getattr(request, "add_special_tokens", False))
-        return tokenize_rendered(rendered, self.tokenizer, add_special=add_special)
+        tokens = tokenize_rendered(rendered, self.tokenizer, add_special=add_special)
+        return RenderedChat(rendered.text, tokens)
 
 
 def _tools(request: ChatTemplateFields) -> list[dict[str, Any]] | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from pampero.constraints.base import ConstraintSpec
+from pampero.constraints.base import CompiledConstraint, ConstraintSpec
 from pampero.constraints.compiler import ConstraintCompiler
 from pampero.constraints.vocab import vocabulary_from_tokenizer
 from pampero.engines.base import SamplingParams
@@ -140,14 +140,14 @@ class Constraints:
 
     async def compile(
         self, served: ServedModel, spec: ConstraintSpec, sampling: SamplingParams
-    ) -> None:
-        """Compile ``spec`` for ``served`` and attach it to ``sampling`` (400 if it cannot)."""
+    ) -> CompiledConstraint:
+        """Compile ``spec`` for ``served`` (400 if it cannot be, or not with ``sampling``)."""
         if sampling.use_beam_search:
             raise UnsupportedParameter(
                 "beam search cannot be combined with a structured-output constraint",
                 param="use_beam_search",
             )
-        sampling.constraint = await self.compiler(served).compile(spec)
+        return await self.compiler(served).compile(spec)
 
     async def warm_up(self, models: list[ServedModel]) -> None:
         for served in models:

@@ -182,3 +182,43 @@ def test_a_lone_surrogate_escape_does_not_reach_decoded_text() -> None:
     assert call.name == "f?"
     (call.name + call.arguments).encode("utf-8")
     assert json.loads(call.arguments) == {"a": "\ud83d"}
+
+
+def test_hermes_reads_a_bare_call_object_that_begins_the_output() -> None:
+    # Qwen2.5-Coder-0.5B under tool_choice "auto" answers with the object and no tags.
+    text = '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}'
+    message = parse_all(numbered(), text)
+    assert message.content == ""
+    assert [(c.name, c.arguments) for c in message.tool_calls] == [
+        ("get_weather", '{"city": "Paris", "unit": "c"}')
+    ]
+    chunked = fold(stream(numbered(), [text[i : i + 3] for i in range(0, len(text), 3)]))
+    assert chunked == message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"answer": 42, "name": "x"}',  # JSON that is not a call stays content
+        'Here: {"name": "f", "arguments": {}}',  # a call object after prose is not bare
+        '  \n{"arguments": {}, "name": "f"}',  # strict form only: name first
+    ],
+)
+def test_hermes_json_that_is_not_a_bare_call_stays_content(text: str) -> None:
+    message = parse_all(numbered(), text)
+    assert message.tool_calls == []
+    assert message.content == text
+
+
+def test_hermes_reads_a_bare_call_inside_a_markdown_fence() -> None:
+    text = (
+        '```json\n{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris"\n  }\n}\n```'
+    )
+    message = parse_all(numbered(), text)
+    assert message.content == ""
+    assert [c.name for c in message.tool_calls] == ["get_weather"]
+    assert json.loads(message.tool_calls[0].arguments) == {"city": "Paris"}
+    for size in (1, 2, 5):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        assert fold(stream(numbered(), chunks)) == message
+    assert parse_all(numbered(), "```json\n[1, 2]\n```").content == "```json\n[1, 2]\n```"
