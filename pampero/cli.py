@@ -85,13 +85,26 @@ def load_settings(values: dict[str, Any]) -> Settings:
     return Settings(**values)
 
 
+def describe_settings_error(exc: Exception) -> str:
+    """What is wrong with the settings, one problem per line, never the values given: pydantic's
+    own message repeats the input, and the input holds the API keys."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "\n  ".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = load_settings(values)
     except (ValidationError, ValueError, OSError) as exc:
-        print(f"pampero: invalid settings: {exc}", file=sys.stderr)
+        print(f"pampero: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
