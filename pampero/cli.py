@@ -58,6 +58,24 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "kv_unified",
         {"action": "store_false", "help": "one KV buffer per sequence instead of a shared one"},
     ),
+    "--constraint-deadline": (
+        "constraint_deadline",
+        {"type": float, "help": "seconds a structured-output constraint may take to compile"},
+    ),
+    "--media-allow": (
+        "media_allow",
+        {
+            "action": "append",
+            "metavar": "HOST|.DOMAIN|CIDR",
+            "help": "let image URLs reach this non-public host, domain or network (repeatable)",
+        },
+    ),
+    "--media-timeout": ("media_timeout", {"type": float, "help": "seconds per image fetch"}),
+    "--media-max-bytes": ("media_max_bytes", {"type": int, "help": "largest image in bytes"}),
+    "--media-max-images": (
+        "media_max_images",
+        {"type": int, "help": "most images in one request"},
+    ),
     "--home": ("home", {"help": "where pampero keeps its files (PAMPERO_HOME)"}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }

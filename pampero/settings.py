@@ -136,7 +136,32 @@ class Settings(BaseSettings):
     constraint_deadline: float = Field(
         default=5.0, gt=0, description="Seconds a structured-output constraint may take to compile."
     )
+    media_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts (images.internal), domains (.corp.example) or networks "
+        "(10.0.0.0/8) image URLs may reach although they are not public.",
+    )
+    media_timeout: float = Field(default=5.0, gt=0, description="Seconds per image fetch.")
+    media_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="Largest image in bytes."
+    )
+    media_max_redirects: int = Field(default=3, ge=0, le=10, description="Redirects per image.")
+    media_max_pixels: int = Field(
+        default=50_000_000, ge=1, description="Largest width x height, checked before decoding."
+    )
+    media_max_images: int = Field(default=8, ge=0, description="Most images in one request.")
+    media_max_concurrency: int = Field(
+        default=8, ge=1, description="Image fetches (and decodes) in flight at once."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("media_allow")
+    @classmethod
+    def _valid_allow_list(cls, entries: list[str]) -> list[str]:
+        from pampero.media.policy import AllowList
+
+        AllowList.parse(entries)
+        return entries
 
     @field_validator("models")
     @classmethod
