@@ -1,7 +1,8 @@
 """The ``pampero`` command.
 
-    pampero serve [--model PATH|ID=PATH|default]... [--config FILE] [--host H] [--port P] ...
+    pampero serve [--model PATH|ID=PATH|default [--engine E] [--mmproj F]]... [--config FILE] ...
     pampero model-path            assemble and verify the default model, print its path
+    pampero dev tiny-vlm OUT_DIR  build a tiny random vision-language model to try images with
 
 Flags override ``PAMPERO_*`` environment variables, which override the config file.
 """
@@ -12,12 +13,38 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from pampero import __version__
 from pampero.settings import ModelConfig, Settings
+
+
+class _ModelOption(argparse.Action):
+    """A per-model flag (``--engine``, ``--mmproj``): it sets a field of the ``--model`` given
+    just before it, so ``--model a.gguf --mmproj a-mmproj.gguf --model b`` is unambiguous."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.model_field = option_strings[0].removeprefix("--")
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        models = getattr(namespace, self.dest, None)
+        if not models:
+            parser.error(f"{option_string} must follow the --model it applies to")
+        last = models[-1]
+        entry = dict(last) if isinstance(last, dict) else {"flag": last}
+        entry[self.model_field] = values
+        models[-1] = entry
+
 
 # flag -> (settings field, argparse options). Only flags actually given reach the settings,
 # so environment variables and the config file still apply to the rest.
@@ -32,6 +59,23 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "metavar": "PATH|ID=PATH",
             "help": "a .gguf file to serve, optionally as ID=PATH; 'default' is the embedded "
             "Qwen2.5-Coder-0.5B-Instruct (repeatable)",
+        },
+    ),
+    "--engine": (
+        "models",
+        {
+            "action": _ModelOption,
+            "metavar": "NAME",
+            "help": "engine of the --model before it: llamacpp (default) or transformers "
+            "(PATH is then a Hugging Face model directory)",
+        },
+    ),
+    "--mmproj": (
+        "models",
+        {
+            "action": _ModelOption,
+            "metavar": "FILE",
+            "help": "multimodal projector .gguf for the --model before it (image input)",
         },
     ),
     "--api-key": ("api_keys", {"action": "append", "help": "accepted bearer key (repeatable)"}),
@@ -94,13 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument(flag, dest=field, default=argparse.SUPPRESS, **options)
     path = commands.add_parser("model-path", help="assemble the default model, print its path")
     path.add_argument("--home", default=argparse.SUPPRESS)
+    dev = commands.add_parser("dev", help="developer tools")
+    tools = dev.add_subparsers(dest="dev_command", required=True)
+    tiny = tools.add_parser(
+        "tiny-vlm",
+        help="build a tiny random vision-language model (Hugging Face + GGUF) to try images",
+        description="Build a tiny, randomly initialised Qwen2-VL offline into OUT_DIR/hf (for "
+        "--engine transformers) and OUT_DIR/gguf (model.gguf + mmproj.gguf, for llama.cpp). "
+        "The last line printed holds the serve arguments.",
+    )
+    tiny.add_argument("out_dir", metavar="OUT_DIR", help="directory to build into")
+    tiny.add_argument("--home", default=argparse.SUPPRESS, help="PAMPERO_HOME (caches)")
     return parser
 
 
 def load_settings(values: dict[str, Any]) -> Settings:
     if "models" in values:
-        values["models"] = [ModelConfig.from_flag(v) for v in values["models"]]
+        values["models"] = [_model_from_flags(v) for v in values["models"]]
     return Settings(**values)
+
+
+def _model_from_flags(value: str | dict[str, str]) -> ModelConfig:
+    if isinstance(value, str):
+        return ModelConfig.from_flag(value)
+    fields = dict(value)
+    return ModelConfig.from_flag(fields.pop("flag"), **fields)
 
 
 def describe_settings_error(exc: Exception) -> str:
@@ -118,6 +180,8 @@ def describe_settings_error(exc: Exception) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "dev":
+        return dev(args)
     values = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = load_settings(values)
@@ -133,6 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(ensure_default_model(settings.home))
         return 0
     return serve(settings)
+
+
+def dev(args: argparse.Namespace) -> int:
+    """``pampero dev ...``: only the home directory comes from the settings."""
+    try:
+        home = Settings(**({"home": args.home} if "home" in args else {})).home
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"pampero: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="INFO", format="%(message)s")
+    from pampero.dev import tiny_vlm
+
+    return tiny_vlm.main(Path(args.out_dir), home)
 
 
 def serve(settings: Settings) -> int:

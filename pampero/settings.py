@@ -16,6 +16,12 @@ Example config file::
       - id: my-llama
         path: /models/llama-3.2-1b-instruct-q4_k_m.gguf
         n_ctx: 8192
+      - id: my-vlm                 # a GGUF vision-language model and its projector
+        path: /models/qwen2.5-vl-3b-instruct-q4_k_m.gguf
+        mmproj: /models/mmproj-qwen2.5-vl-3b-instruct-f16.gguf
+      - id: smolvlm                # a Hugging Face directory (pampero[transformers])
+        path: /models/SmolVLM-256M-Instruct
+        engine: transformers
 """
 
 from __future__ import annotations
@@ -46,10 +52,15 @@ class ModelConfig(BaseModel):
     id: str = Field(min_length=1, description="Public model id, as clients send it.")
     path: str = Field(
         default=DEFAULT_MODEL_PATH,
-        description="A local .gguf file, or 'default' for the embedded default model.",
+        description="A local .gguf file, 'default' for the embedded default model, or (engine "
+        "transformers) a local Hugging Face model directory.",
     )
     aliases: list[str] = Field(default_factory=list, description="Other ids that reach this model.")
     engine: str = Field(default="llamacpp", description="Engine name from the engine registry.")
+    mmproj: str | None = Field(
+        default=None,
+        description="llama.cpp multimodal projector (.gguf) that lets a GGUF model read images.",
+    )
     n_ctx: int | None = Field(default=None, ge=16, description="Context length per sequence.")
     chat_template: str | None = Field(
         default=None, description="Path to a Jinja chat template overriding the model's own."
@@ -66,14 +77,15 @@ class ModelConfig(BaseModel):
     )
 
     @classmethod
-    def from_flag(cls, value: str) -> ModelConfig:
-        """Build from a ``--model`` flag: a path, ``default``, or ``ID=PATH``."""
+    def from_flag(cls, value: str, **fields: Any) -> ModelConfig:
+        """Build from a ``--model`` flag: a path, ``default``, or ``ID=PATH``; ``fields`` are the
+        flags that followed it (``--engine``, ``--mmproj``)."""
         if "=" in value and not Path(value).exists():
             model_id, _, path = value.partition("=")
-            return cls(id=model_id, path=path)
+            return cls(id=model_id, path=path, **fields)
         if value in (DEFAULT_MODEL_PATH, DEFAULT_MODEL_ID):
-            return cls(id=DEFAULT_MODEL_ID, path=DEFAULT_MODEL_PATH)
-        return cls(id=Path(value).stem, path=value)
+            return cls(id=DEFAULT_MODEL_ID, path=DEFAULT_MODEL_PATH, **fields)
+        return cls(id=Path(value).stem, path=value, **fields)
 
 
 class _FileSource(PydanticBaseSettingsSource):

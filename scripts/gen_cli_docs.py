@@ -59,6 +59,9 @@ def _settings_table(parser: argparse.ArgumentParser) -> list[str]:
         key, env = f"`{action.dest}`", f"`PAMPERO_{action.dest.upper()}`"
         if isinstance(action, argparse._StoreFalseAction):  # --no-prefix-cache, --kv-split
             key, env = f"{key}: `false`", f"{env}=`false`"
+        model_field = getattr(action, "model_field", None)
+        if model_field:  # --engine, --mmproj: a field of the --model before them
+            key, env = f"`{action.dest}[].{model_field}`", f"in `PAMPERO_{action.dest.upper()}`"
         rows.append(f"| {flag} | {key} | {env} |")
     return rows
 
@@ -67,7 +70,9 @@ def render() -> str:
     parser = build_parser()
     out = [HEADER]
     commands = [("pampero", parser)]
-    commands += [(f"pampero {name}", sub) for name, sub in _subcommands(parser).items()]
+    for name, sub in _subcommands(parser).items():
+        commands.append((f"pampero {name}", sub))
+        commands += [(f"pampero {name} {inner}", p) for inner, p in _subcommands(sub).items()]
     for title, command in commands:
         out += [f"## `{title}`", "", "```text", _help(command), "```", ""]
         if title == "pampero serve":

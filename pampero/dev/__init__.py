@@ -1,0 +1,1 @@
+"""Developer tools behind ``pampero dev ...``: things that help try and test pampero locally."""

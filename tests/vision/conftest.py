@@ -1,0 +1,41 @@
+"""Shared fixtures for vision tests: the tiny vision-language model, built once and cached.
+
+``tiny_vlm`` is a ``pampero.dev.tiny_vlm.TinyVLM`` under ``$PAMPERO_HOME/dev/`` (or the default
+home), keyed by the builder's version and the llama.cpp version, so it is built (about 15 s) on
+the first run only. The first build ever also fetches llama.cpp's converter from PyPI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pampero.dev.tiny_vlm import TinyVLM, cached_tiny_vlm
+from pampero.settings import default_home
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "vision: builds or loads the tiny vision-language model (torch, transformers)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.vision)
+
+
+@pytest.fixture(scope="session")
+def pampero_home() -> Path:
+    return Path(os.environ["PAMPERO_HOME"]) if os.environ.get("PAMPERO_HOME") else default_home()
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(pampero_home: Path) -> TinyVLM:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return cached_tiny_vlm(pampero_home)
