@@ -19,12 +19,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 FinishReason = str  # "stop" | "length" | "abort"
+
+IMAGE_PLACEHOLDER_ID = -1
+"""In ``GenerationRequest.prompt_tokens``: "the next of ``images`` goes here".
+
+The engine replaces each one with that image's tokens, wrapped the way its model expects (for
+Qwen2-VL ``<|vision_start|>``, the image's tokens, ``<|vision_end|>``), so serving needs no model
+knowledge, and ``EngineEvent.prompt_tokens`` counts the expanded prompt, image tokens included.
+Build such a prompt with ``tokenize_with_images``."""
 
 
 @runtime_checkable
@@ -139,9 +150,29 @@ class SamplingParams:
 @dataclass
 class GenerationRequest:
     request_id: str
-    prompt_tokens: list[int]
+    prompt_tokens: list[int]  # IMAGE_PLACEHOLDER_ID marks where each of ``images`` goes
     sampling: SamplingParams
     priority: int = 0
+    images: list[Image.Image] = field(default_factory=list)  # decoded, in prompt order
+
+
+def tokenize_with_images(tokenizer: Tokenizer, text: str, marker: str) -> list[int]:
+    """Tokens of ``text`` with ``IMAGE_PLACEHOLDER_ID`` wherever ``marker`` stands.
+
+    Each stretch between markers is tokenized on its own (as llama.cpp's ``mtmd_tokenize``
+    does), so no token straddles an image. ``marker`` should be a string the client cannot have
+    typed, e.g. one with a per-request random part::
+
+        marker = f"<image-{secrets.token_hex(8)}>"   # what the MediaPartHandler returned
+        prompt_tokens = tokenize_with_images(engine.tokenizer, rendered.text, marker)
+    """
+    tokens: list[int] = []
+    for i, piece in enumerate(text.split(marker)):
+        if i:
+            tokens.append(IMAGE_PLACEHOLDER_ID)
+        if piece:
+            tokens += tokenizer.encode(piece)
+    return tokens
 
 
 @dataclass

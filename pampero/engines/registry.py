@@ -21,6 +21,7 @@ EngineFactory = Callable[[ModelConfig, Settings], Engine]
 
 _BUILTIN: dict[str, str] = {
     "llamacpp": "pampero.engines.llamacpp.engine:create",
+    "transformers": "pampero.engines.transformers.engine:create",
 }
 
 
