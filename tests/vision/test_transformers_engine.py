@@ -284,7 +284,8 @@ def test_priority_orders_the_waiting_requests(loop: LoopThread, engine: Engine) 
 
     async def go() -> None:
         first = asyncio.create_task(one("first", 0, 60))
-        await asyncio.sleep(0.05)  # running by now; the next two wait
+        while engine.stats().running == 0:  # once it runs, the next two must wait
+            await asyncio.sleep(0.005)
         await asyncio.gather(first, one("later", 5, 2), one("sooner", -1, 2))
 
     loop.run(go())

@@ -190,6 +190,12 @@ class TransformersEngine:
                 f"Model {self.model_id} does not accept image input.", param="messages"
             )
         n_text = sum(1 for t in prompt if t != IMAGE_PLACEHOLDER_ID)
+        if len(prompt) - n_text != len(request.images):
+            raise InvalidRequestError(
+                f"the prompt has {len(prompt) - n_text} image places but "
+                f"{len(request.images)} images were given",
+                param="messages",
+            )
         _check_context(n_text, loaded.context_length)
 
     def _cancel(self, job: _Job) -> None:

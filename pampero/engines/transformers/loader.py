@@ -128,7 +128,8 @@ def _processor(path: Path, config: Any, tokenizer: Any) -> Any:
             path, local_files_only=True
         )
     except (ImportError, ValueError, AttributeError, OSError, TypeError) as exc:
-        log.info("AutoProcessor failed for %s (%s); building it without video support", path, exc)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.info("AutoProcessor failed for %s (%s); building it without video", path, reason)
         loaded = None
     if loaded is not None and getattr(loaded, "image_processor", None) is not None:
         return loaded
