@@ -3,7 +3,8 @@
 ``server`` is one session-wide process serving ``configs/default.yaml`` (the default model with
 the seed documents' model ids as aliases) on a free loopback port; ``api`` talks to it. Tests
 that need other flags start a short-lived one with ``launch("--strict-params")``;
-``keyed_server`` is a session-wide one that requires the bearer key ``api_key``.
+``keyed_server`` is a session-wide one that requires the bearer key ``api_key``, and
+``exact_api`` talks to one whose answers depend only on the request (see ``exact_server``).
 
 The model comes from ``PAMPERO_HOME`` if set, else from pampero's default home, where
 ``scripts/install.sh`` assembles it; ``pampero model-path`` runs once first, so a missing model
@@ -45,12 +46,15 @@ Launcher = Callable[..., AbstractContextManager[Server]]
 
 @pytest.fixture(scope="session")
 def launch(tmp_path_factory: pytest.TempPathFactory, pampero_env: dict[str, str]) -> Launcher:
-    """``with launch("--strict-params", env={"PAMPERO_X": "1"}) as server: ...``"""
+    """``with launch("--strict-params", env={"PAMPERO_X": "1"}, host=...) as server: ...``"""
 
     @contextmanager
-    def run(*flags: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    def run(
+        *flags: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+    ) -> Iterator[Server]:
         log_dir = tmp_path_factory.mktemp("server")
-        server = start_server(flags, env={**pampero_env, **(env or {})}, log_dir=log_dir)
+        environment = {**pampero_env, **(env or {})}
+        server = start_server(flags, env=environment, log_dir=log_dir, host=host)
         try:
             yield server
         finally:
@@ -73,11 +77,36 @@ def api(server: Server) -> Iterator[Api]:
 
 
 @pytest.fixture(scope="session")
+def exact_server(launch: Launcher) -> Iterator[Server]:
+    """A server for tests that compare two answers exactly (stream against non-stream, seed
+    against seed). With the prefix cache a prompt is partly reused from KV that was computed
+    in another batch shape, which moves logits in the third digit: enough to change a
+    temperature-1 draw, or a greedy near-tie. Without it, an answer depends on the request
+    alone."""
+    with launch("--no-prefix-cache", "--kv-split") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def exact_api(exact_server: Server) -> Iterator[Api]:
+    client = exact_server.api()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
 def api_key() -> str:
     return "sk-e2e-" + secrets.token_hex(8)
 
 
+# The seed examples without max_tokens run until the model stops, which at temperature 0.7
+# can take the whole context (minutes here); a context just above the largest budget a seed
+# sets (seed 003: max_tokens=1000) bounds them without touching their text.
+SEED_CONTEXT = "1100"
+
+
 @pytest.fixture(scope="session")
 def keyed_server(launch: Launcher, api_key: str) -> Iterator[Server]:
-    with launch("--api-key", api_key) as running:
+    """A server requiring ``api_key``; the seed examples run against it."""
+    with launch("--api-key", api_key, "--n-ctx", SEED_CONTEXT) as running:
         yield running

@@ -2,8 +2,9 @@
 answer is checked against OpenAI's spec.
 
 ``Api`` checks responses with ``tests/spec/validate.py``, allowing exactly the extra fields
-pampero is meant to add (vLLM's ``reasoning_content``, ``stop_reason``, ``prompt_logprobs`` and
-the model card's context length and capabilities); any other extra field fails.
+pampero is meant to add (vLLM's ``reasoning_content``/``reasoning``, ``stop_reason``,
+``prompt_logprobs`` and the model card's context length and capabilities); any other extra
+field fails.
 
 Servers get the caller's environment minus other ``PAMPERO_*`` variables (``PAMPERO_HOME`` is
 kept), so a developer's shell cannot change what the tests see.
@@ -34,9 +35,10 @@ CONFIG = REPO / "configs" / "default.yaml"
 MODEL_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 STARTUP_TIMEOUT = 120.0
 
-# What pampero adds to OpenAI's objects, and nothing more (vLLM's extra fields).
-CHAT_EXTRAS = frozenset({"reasoning_content", "stop_reason", "prompt_logprobs"})
-CHUNK_EXTRAS = frozenset({"stop_reason"})
+# What pampero adds to OpenAI's objects, and nothing more (vLLM's extra fields; "reasoning" is
+# vLLM's newer name for "reasoning_content", and both are sent).
+CHAT_EXTRAS = frozenset({"reasoning_content", "reasoning", "stop_reason", "prompt_logprobs"})
+CHUNK_EXTRAS = frozenset({"reasoning_content", "reasoning", "stop_reason"})
 COMPLETION_EXTRAS = frozenset({"stop_reason", "prompt_logprobs"})
 MODEL_EXTRAS = frozenset({"root", "parent", "max_model_len", "context_length", "capabilities"})
 
@@ -289,5 +291,3 @@ def _wait_healthy(server: Server) -> bool:
             pass
         time.sleep(0.2)
     return False
-
-

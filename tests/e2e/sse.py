@@ -10,6 +10,7 @@ chunks of one response fit together and give back what each choice said.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,15 @@ def read(client: httpx.Client, path: str, body: dict[str, Any]) -> RawStream:
     with client.stream("POST", path, json=body) as response:
         raw = b"".join(response.iter_raw())
         return RawStream(response.status_code, response.headers, raw)
+
+
+def next_data(lines: Iterator[str]) -> str:
+    """The next non-blank line of a response's ``iter_lines()``. Keep that iterator referenced
+    while the stream should stay open: httpx closes the connection when it is discarded."""
+    for line in lines:
+        if line:
+            return line
+    raise AssertionError("the stream ended early")
 
 
 def parse_events(raw: bytes) -> list[dict[str, Any]]:

@@ -74,9 +74,11 @@ def test_metrics_move_after_a_request(api):
 
     deadline = time.monotonic() + 2  # the request counter is bumped once the response is out
     after = api.metrics()
-    while after.value("pampero_requests_total", **route) == before.value(
-        "pampero_requests_total", **route
-    ) and time.monotonic() < deadline:
+    while (
+        after.value("pampero_requests_total", **route)
+        == before.value("pampero_requests_total", **route)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
         after = api.metrics()
 

@@ -119,25 +119,28 @@ def test_prompt_longer_than_the_context(api):
 
 
 def test_prompt_plus_max_tokens_over_the_context(api):
-    messages = [{"role": "user", "content": "hello " * 3000}]
-    n_prompt = api.tokenize(messages=messages)["count"]
-    assert n_prompt < 4096
-    fits = api.chat(messages=messages, max_tokens=4096 - n_prompt, stop=["hello"], n=1)
-    assert fits["usage"]["prompt_tokens"] == n_prompt
-    error = api.error(CHAT, chat_body(messages=messages, max_tokens=4097 - n_prompt), 400)
+    short = [{"role": "user", "content": "Say hi."}]
+    n_short = api.tokenize(messages=short)["count"]
+    fits = api.chat(messages=short, max_tokens=4096 - n_short)  # the model stops on its own
+    assert fits["choices"][0]["finish_reason"] == "stop"
+    error = api.error(CHAT, chat_body(messages=short, max_tokens=4097 - n_short), 400)
     assert error["code"] == "context_length_exceeded"
     assert error["param"] == "max_tokens"
     assert "4096" in error["message"]
-    error = api.error(CHAT, chat_body(messages=messages, max_tokens=None,
-                                      max_completion_tokens=2000), 400)  # fmt: skip
+    long = [{"role": "user", "content": "hello " * 3000}]
+    assert 4096 - 2000 < api.tokenize(messages=long)["count"] < 4096  # the prompt alone fits
+    error = api.error(
+        CHAT, chat_body(messages=long, max_tokens=None, max_completion_tokens=2000), 400
+    )
+    assert error["code"] == "context_length_exceeded"
     assert error["param"] == "max_completion_tokens"
 
 
 def test_errors_reach_the_openai_sdk_as_its_exception_types(server):
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-    with client, pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model="gpt-4o", messages=HELLO, temperature=3)
-    assert bad.value.param == "temperature"
-    with pytest.raises(openai.NotFoundError) as missing:
-        client.chat.completions.create(model="no-such-model", messages=HELLO)
-    assert missing.value.code == "model_not_found"
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(model="gpt-4o", messages=HELLO, temperature=3)
+        assert bad.value.param == "temperature"
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.chat.completions.create(model="no-such-model", messages=HELLO)
+        assert missing.value.code == "model_not_found"

@@ -8,6 +8,13 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module")
+def api(exact_api):
+    """Every test here compares answers exactly: see ``exact_server`` in conftest."""
+    return exact_api
+
+
 COUNT = "Count from 1 to 20, separated by commas."
 SKY = "Answer with one word: what color is the sky?"  # greedy: "blue", then end of turn
 LA = "Write 'la la la la la la la la' and keep going."  # greedy: "la" over and over
@@ -71,12 +78,10 @@ def test_stop_token_ids(api):
 
 
 def test_same_seed_same_text_and_other_seeds_differ(api):
-    fields = {"temperature": 1.0, "max_tokens": 16}
-    api.chat(POEM, max_tokens=1)  # warm: see test_streaming's note on the prefix cache
+    fields = {"temperature": 1.0, "max_tokens": 10}
     first = text(api.chat(POEM, seed=1234, **fields))
     assert text(api.chat(POEM, seed=1234, **fields)) == first
-    others = {text(api.chat(POEM, seed=seed, **fields)) for seed in (1, 2, 3)}
-    assert others != {first}
+    assert any(text(api.chat(POEM, seed=seed, **fields)) != first for seed in (1, 2, 3))
 
 
 def test_temperature_zero_is_deterministic(api):
