@@ -313,15 +313,18 @@ def render_report(runs: dict[str, ServerRun], setup: Sequence[tuple[str, str]]) 
     return "\n".join(lines)
 
 
-def replace_section(document: str | None, body: str) -> str:
-    """``document`` with the text between the bench_serving markers replaced by ``body``."""
-    section = f"{SECTION_START}\n{body.strip()}\n{SECTION_END}"
+def replace_section(
+    document: str | None, body: str, markers: tuple[str, str] = (SECTION_START, SECTION_END)
+) -> str:
+    """``document`` with the text between ``markers`` (bench_serving's) replaced by ``body``."""
+    begin, finish = markers
+    section = f"{begin}\n{body.strip()}\n{finish}"
     if document is None:
         return f"{DOC_INTRO}{section}\n"
-    start, end = document.find(SECTION_START), document.find(SECTION_END)
+    start, end = document.find(begin), document.find(finish)
     if start == -1 or end < start:
         return f"{document.rstrip()}\n\n{section}\n"
-    return document[:start] + section + document[end + len(SECTION_END) :]
+    return document[:start] + section + document[end + len(finish) :]
 
 
 # ---------------------------------------------------------------------------------------------

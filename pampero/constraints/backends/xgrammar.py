@@ -137,7 +137,34 @@ def _json_object(compiler: Any, spec: ConstraintSpec) -> Any:
 
 
 def _regex(compiler: Any, spec: ConstraintSpec) -> Any:
-    return compiler.compile_regex(spec.value)
+    return compiler.compile_regex(dot_without_newline(spec.value))
+
+
+def dot_without_newline(pattern: str) -> str:
+    """``pattern`` with every bare ``.`` spelled ``[^\\n]``.
+
+    xgrammar's ``.`` also matches a newline; Python's ``re``, outlines and llguidance (and the
+    regex a client validates the answer with) do not. Escapes and character classes are copied
+    as they are.
+    """
+    out: list[str] = []
+    i, class_body = 0, -1  # where the open character class's members begin (-1: none open)
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if class_body >= 0:
+            if char == "]" and i > class_body:  # a "]" first in the class is a member
+                class_body = -1
+        elif char == "[":
+            class_body = i + (2 if pattern[i + 1 : i + 2] == "^" else 1)
+        elif char == ".":
+            char = "[^\\n]"
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _choice(compiler: Any, spec: ConstraintSpec) -> Any:
