@@ -19,6 +19,7 @@ from pampero.api.errors import on_http_error, on_pampero_error, on_unexpected
 from pampero.api.middleware import BearerAuth, BodyLimit
 from pampero.api.routes import route_paths, routes
 from pampero.errors import PamperoError
+from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
 from pampero.serving.context import ServingContext
 from pampero.serving.hub import ModelHub
@@ -65,7 +66,12 @@ def create_app(settings: Settings) -> Starlette:
         await hub.start()
         constraints = Constraints(deadline=settings.constraint_deadline)
         context = ServingContext(
-            hub=hub, metrics=Metrics(hub.stats), settings=settings, constraints=constraints
+            hub=hub,
+            metrics=Metrics(hub.stats),
+            settings=settings,
+            constraints=constraints,
+            images=ImageSource(max_concurrency=settings.media_max_concurrency),
+            media_policy=MediaPolicy.from_settings(settings),
         )
         app.state.services = Services.build(context)
         # Importing and preparing the grammar backends takes seconds: do it while serving.

@@ -11,30 +11,50 @@ from __future__ import annotations
 
 from pampero.chat.prompt import RenderedPrompt, Span
 from pampero.chat.specials import SpecialTexts, special_texts_for
-from pampero.engines.base import Tokenizer
+from pampero.engines.base import IMAGE_PLACEHOLDER_ID, Tokenizer
 
 
 def tokenize_rendered(
-    prompt: RenderedPrompt, tokenizer: Tokenizer, *, add_special: bool
+    prompt: RenderedPrompt,
+    tokenizer: Tokenizer,
+    *,
+    add_special: bool,
+    image_marker: str | None = None,
 ) -> list[int]:
     """The token ids of ``prompt.text``. ``add_special`` adds the tokenizer's own BOS (and EOS,
     for the rare model that wants one) once around the whole prompt; chat templates usually
-    write ``bos_token`` themselves, so chat serving passes ``False``."""
+    write ``bos_token`` themselves, so chat serving passes ``False``.
+
+    With ``image_marker`` (the stand-in text serving rendered for each image part), every marker
+    becomes one ``IMAGE_PLACEHOLDER_ID`` and the text on each side is tokenized on its own, so
+    no token straddles an image."""
     specials = special_texts_for(tokenizer.special_texts())
     spans = prompt.client_control_spans(specials.texts)
     text = prompt.text
-    if not spans:
+
+    def encode(piece: str, parse_special: bool) -> list[int]:
+        if image_marker is None or image_marker not in piece:
+            return tokenizer.encode(piece, add_special=False, parse_special=parse_special)
+        ids: list[int] = []
+        for i, part in enumerate(piece.split(image_marker)):
+            if i:
+                ids.append(IMAGE_PLACEHOLDER_ID)
+            if part:
+                ids += tokenizer.encode(part, add_special=False, parse_special=parse_special)
+        return ids
+
+    if not spans and image_marker is None:
         return tokenizer.encode(text, add_special=add_special, parse_special=True)
     head, tail = _special_affixes(tokenizer) if add_special else ([], [])
     ids = list(head)
     cursor = 0
     for start, end in _coalesce(text, spans, specials):
         if start > cursor:
-            ids += tokenizer.encode(text[cursor:start], add_special=False, parse_special=True)
-        ids += tokenizer.encode(text[start:end], add_special=False, parse_special=False)
+            ids += encode(text[cursor:start], True)
+        ids += encode(text[start:end], False)
         cursor = end
     if cursor < len(text):
-        ids += tokenizer.encode(text[cursor:], add_special=False, parse_special=True)
+        ids += encode(text[cursor:], True)
     return ids + tail
 
 

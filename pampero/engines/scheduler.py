@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.engines.base import (
+    IMAGE_PLACEHOLDER_ID,
     EngineEvent,
     EngineStats,
     GenerationRequest,
@@ -35,7 +36,7 @@ from pampero.engines.base import (
     TokenLogprob,
 )
 from pampero.engines.beam import BeamSearch
-from pampero.engines.sequence import ActiveRequest, Phase, Sequence, Sink
+from pampero.engines.sequence import IMAGE_CELL, ActiveRequest, Phase, Sequence, Sink
 from pampero.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -144,6 +145,7 @@ class Scheduler:
                 "server decodes at once (--max-seqs)",
                 param="n",
             )
+        self._check_images(generation)
         if n_prompt >= self.runner.n_ctx_seq:
             raise ContextLengthExceeded(
                 f"the prompt has {n_prompt} tokens; this model's context is "
@@ -160,6 +162,17 @@ class Scheduler:
         self._inbox.put(("submit", request))
         self._wake.set()
         return request
+
+    def _check_images(self, generation: GenerationRequest) -> None:
+        places = generation.prompt_tokens.count(IMAGE_PLACEHOLDER_ID)
+        if not generation.images and not places:
+            return
+        if not getattr(self.runner, "supports_images", False):
+            raise InvalidRequestError("this model does not accept image input", param="messages")
+        if places != len(generation.images):
+            raise EngineError(
+                f"the prompt has {places} image places for {len(generation.images)} images"
+            )
 
     def abort(self, request: ActiveRequest) -> None:
         """Stop a request within one step and free its memory."""
@@ -218,6 +231,7 @@ class Scheduler:
             self._running.remove(request)
             for sequence in request.sequences:
                 self._release(sequence, keep_cache=False)
+            self._free_media(request)
             self._outbox.append((request.sink, None))
         self._flush()
 
@@ -233,9 +247,49 @@ class Scheduler:
                 break
             heapq.heappop(self._waiting)
             self._dequeued()
+            try:
+                request.prompt = self._expand_images(request)
+            except PamperoError as error:  # this request's images, not the engine, failed
+                self._outbox.append((request.sink, error))
+                continue
             self._start(request, free)
             self._running.append(request)
         self._free_slots = sum(1 for slot in self._slots if not slot.busy)
+
+    def _expand_images(self, request: ActiveRequest) -> list[int]:
+        """The prompt with each image place replaced by the image's wrapping and KV cells."""
+        generation = request.generation
+        if not generation.images:
+            return generation.prompt_tokens
+        images = iter(generation.images)
+        expanded: list[int] = []
+        try:
+            for token in generation.prompt_tokens:
+                if token != IMAGE_PLACEHOLDER_ID:
+                    expanded.append(token)
+                    continue
+                chunk = self.runner.expand_image(next(images))  # type: ignore[attr-defined]
+                expanded += chunk.before
+                request.media[len(expanded)] = chunk
+                expanded += [IMAGE_CELL] * chunk.n_tokens
+                expanded += chunk.after
+            if expanded[-1] == IMAGE_CELL:
+                raise InvalidRequestError("a prompt may not end with an image", param="messages")
+            if len(expanded) >= self.runner.n_ctx_seq:
+                raise ContextLengthExceeded(
+                    f"with its images the prompt has {len(expanded)} tokens; this model's "
+                    f"context is {self.runner.n_ctx_seq} tokens",
+                    param="messages",
+                )
+        except BaseException:
+            self._free_media(request)
+            raise
+        return expanded
+
+    def _free_media(self, request: ActiveRequest) -> None:
+        for chunk in request.media.values():
+            chunk.release()
+        request.media.clear()
 
     def _dequeued(self) -> None:
         with self._lock:
@@ -243,13 +297,11 @@ class Scheduler:
 
     def _start(self, request: ActiveRequest, free: list[_Slot]) -> None:
         generation = request.generation
-        prompt = generation.prompt_tokens
+        prompt = request.prompt
         params = generation.sampling
         # A seeded request recomputes its prompt: reused KV was computed in other batch shapes,
         # and its slightly different logits would make the same seed give another output.
-        reuse = (
-            self.config.prefix_cache and params.prompt_logprobs is None and params.seed is None
-        )
+        reuse = self.config.prefix_cache and params.prompt_logprobs is None and params.seed is None
         # Prefer the slot sharing the longest prefix; among equals, the one caching least.
         primary = max(free, key=lambda s: (_common_prefix(s, prompt) if reuse else 0, -s.n_cached))
         n_past = self._reuse_prefix(primary, prompt) if reuse else 0
@@ -312,7 +364,7 @@ class Scheduler:
         self, request: ActiveRequest, index: int, slot: _Slot, n_past: int
     ) -> Sequence:
         params = request.generation.sampling
-        prompt = request.generation.prompt_tokens
+        prompt = request.prompt
         slot.tokens = list(prompt)
         slot.n_cached = n_past
         return Sequence(
@@ -360,7 +412,9 @@ class Scheduler:
         decoding = [s for r in self._running for s in r.sequences if s.phase is Phase.DECODE]
         if decoding:
             tok.append(np.fromiter((s.tokens[-1] for s in decoding), np.int32, len(decoding)))
-            pos.append(np.fromiter((s.n_past for s in decoding), np.int32, len(decoding)))
+            pos.append(
+                np.fromiter((s.n_past - s.pos_shift for s in decoding), np.int32, len(decoding))
+            )
             sid.append(np.fromiter((s.slot for s in decoding), np.int32, len(decoding)))
             out.append(np.ones(len(decoding), dtype=np.int8))
             for s in decoding:
@@ -396,7 +450,8 @@ class Scheduler:
     ) -> int:
         wants_prompt_lp = s.request.prompt_logprobs is not None
         limit = _PROMPT_LOGPROB_CHUNK if wants_prompt_lp else self.config.prefill_chunk
-        count = min(s.n_prompt - s.n_past, limit, budget)
+        self._evaluate_images(s)
+        count = min(self._next_image(s) - s.n_past, limit, budget)
         start = s.n_past
         positions = np.arange(start, start + count, dtype=np.int32)
         flags = np.zeros(count, dtype=np.int8)
@@ -407,14 +462,30 @@ class Scheduler:
             flags[-1] = 1
             rows.append(_Row(s, s.n_prompt - 1, True))
             s.phase = Phase.DECODE
+            for other in s.request.sequences:  # choices and beams share this prompt's KV
+                other.pos_shift = s.pos_shift
         elif wants_prompt_lp:
             rows.append(_Row(s, int(positions[-1]), False))
         tok.append(np.asarray(s.tokens[start : start + count], dtype=np.int32))
-        pos.append(positions)
+        pos.append(positions - np.int32(s.pos_shift))
         sid.append(np.full(count, s.slot, dtype=np.int32))
         out.append(flags)
         s.n_past += count
         return count
+
+    def _evaluate_images(self, s: Sequence) -> None:
+        """Decode the images that come next in ``s``'s prompt (each in its own llama.cpp call)."""
+        media = s.request.media
+        while s.n_past in media:
+            chunk = media[s.n_past]
+            self.runner.evaluate_image(chunk, s.slot, s.n_past - s.pos_shift)  # type: ignore[attr-defined]
+            s.n_past += chunk.n_tokens
+            s.pos_shift += chunk.n_tokens - chunk.n_pos
+
+    def _next_image(self, s: Sequence) -> int:
+        """Where the text now being prefilled ends: the next image, or the prompt's end."""
+        later = [start for start in s.request.media if start > s.n_past]
+        return min(later, default=s.n_prompt)
 
     def _consume(self, rows: list[_Row], logits: npt.NDArray[np.float32]) -> None:
         greedy = [
@@ -459,6 +530,7 @@ class Scheduler:
                 continue
             self.runner.seq_copy(primary.slot, sibling.slot, primary.n_prompt)
             sibling.n_past = primary.n_prompt
+            sibling.pos_shift = primary.pos_shift
             self._slots[sibling.slot].n_cached = primary.n_prompt
             sibling.phase = Phase.DECODE
             self._append(sibling, sibling.sampler.choose(row, sibling.output_ids), row)
@@ -515,7 +587,7 @@ class Scheduler:
             if deltas:
                 event = EngineEvent(
                     deltas=deltas,
-                    prompt_tokens=len(request.generation.prompt_tokens),
+                    prompt_tokens=len(request.prompt),
                     cached_tokens=request.cached_tokens,
                     prompt_logprobs=None if request.sent_first else request.prompt_logprobs,
                 )
@@ -524,6 +596,7 @@ class Scheduler:
             if request.done:
                 for s in request.sequences:
                     self._release(s, keep_cache=True)
+                self._free_media(request)
                 self._outbox.append((request.sink, None))
             else:
                 still.append(request)
@@ -544,6 +617,7 @@ class Scheduler:
         for request in self._running:
             for s in request.sequences:
                 self._release(s, keep_cache=False)
+            self._free_media(request)
             self._outbox.append((request.sink, error))
         self._running = []
 
@@ -566,7 +640,7 @@ def _common_prefix(slot: _Slot, prompt: list[int]) -> int:
     cached = slot.tokens
     limit = min(slot.n_cached, len(prompt))
     n = 0
-    while n < limit and cached[n] == prompt[n]:
+    while n < limit and cached[n] == prompt[n] and prompt[n] >= 0:
         n += 1
     return n
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pampero.engines.base import (
     EngineEvent,
@@ -18,6 +18,8 @@ from pampero.sampling.text import TextAssembler
 
 if TYPE_CHECKING:
     from pampero.engines.beam import BeamSearch
+
+IMAGE_CELL = -2  # a KV cell holding image embeddings; never matches in prefix reuse
 
 Sink = Callable[[EngineEvent | BaseException | None], None]
 
@@ -42,6 +44,9 @@ class Sequence:
     sampler: Sampler
     text: TextAssembler
     phase: Phase = Phase.PREFILL
+    # Positions are token indices minus this: an image's embeddings can take fewer positions
+    # than KV cells (M-RoPE), so text after it starts earlier.
+    pos_shift: int = 0
     output_ids: list[int] = field(default_factory=list)
     pending_ids: list[int] = field(default_factory=list)
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
@@ -81,6 +86,8 @@ class ActiveRequest:
     prompt_logprobs: list[TokenLogprob | None] | None = None
     sent_first: bool = False
     beam: BeamSearch | None = None
+    prompt: list[int] = field(default_factory=list)  # with images expanded (cells: IMAGE_CELL)
+    media: dict[int, Any] = field(default_factory=dict)  # prompt index -> the image chunk there
 
     @property
     def done(self) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from pampero.engines.base import GenerationRequest, SamplingParams
 from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.media import LoadedImage, image_parts
 from pampero.protocol import ChatCompletionRequest, Parsed
 from pampero.serving.chat_stream import ChatStreamer, message_body
 from pampero.serving.context import Result, ServingContext, ignored_header
@@ -43,7 +45,11 @@ class ChatService:
         _refuse_unavailable(request)
         engine = served.engine
         prompter = self.prompter(request.model)
-        rendered = prompter.render(request)
+        marker = _image_marker(request, served)
+        rendered = prompter.render(request, image_marker=marker)
+        images = (
+            [loaded.image for loaded in await self._images(request)] if marker is not None else []
+        )
         plan = plan_tools(request, served, prompter.source, rendered.text, engine.tokenizer)
         prompt = rendered.tokens
         if request.truncate_prompt_tokens is not None:
@@ -57,6 +63,7 @@ class ChatService:
                 prompt_tokens=prompt,
                 sampling=params,
                 priority=request.priority,
+                images=images,
             ),
             self.context.metrics,
             arrival,
@@ -69,6 +76,9 @@ class ChatService:
             return Result(stream=stream_errors(streamer.chunks()), headers=headers)
         await generation.run()
         return Result(body=_body(request, envelope, names, generation, plan), headers=headers)
+
+    async def _images(self, request: ChatCompletionRequest) -> list[LoadedImage]:
+        return await self.context.images.collect_images(request.messages, self.context.media_policy)
 
     def _params(
         self, request: ChatCompletionRequest, served: ServedModel, prompt: list[int]
@@ -99,6 +109,18 @@ class ChatService:
         if spec is not None:
             compiled = await self.context.constraints.compile(served, spec, params)
             params.constraint = when_to_constrain(plan, compiled, served.engine.tokenizer)
+
+
+def _image_marker(request: ChatCompletionRequest, served: ServedModel) -> str | None:
+    """A fresh stand-in for image parts (None when there are none). Random per request, so
+    no client text can forge one; a text-only model refuses image parts while rendering."""
+    parts = image_parts(request.messages)
+    if not parts or not served.engine.capabilities.supports_images:
+        return None
+    for name in ("truncate_prompt_tokens", "prompt_logprobs"):
+        if getattr(request, name) is not None:
+            raise UnsupportedParameter(f"{name} cannot be combined with image input", param=name)
+    return f"<image-{secrets.token_hex(8)}>"
 
 
 def _refuse_unavailable(request: ChatCompletionRequest) -> None:

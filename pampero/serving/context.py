@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
 from pampero.serving.hub import ModelHub
 from pampero.serving.structured import Constraints
@@ -21,6 +22,8 @@ class ServingContext:
     metrics: Metrics
     settings: Settings
     constraints: Constraints
+    images: ImageSource
+    media_policy: MediaPolicy
 
 
 @dataclass

@@ -79,6 +79,7 @@ class Generation:
         if event.prompt_logprobs is not None:
             self.prompt_logprobs = event.prompt_logprobs
         self.usage.cached_tokens = event.cached_tokens
+        self.usage.prompt_tokens = event.prompt_tokens  # image tokens included
         if not new_tokens:
             return
         if self._last_token_at is None:

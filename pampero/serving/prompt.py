@@ -48,7 +48,9 @@ class Prompter:
     def chat_tokens(self, request: ChatTemplateFields) -> list[int]:
         return self.render(request).tokens
 
-    def render(self, request: ChatTemplateFields) -> RenderedChat:
+    def render(self, request: ChatTemplateFields, image_marker: str | None = None) -> RenderedChat:
+        """Render and tokenize. With ``image_marker``, image parts render as that marker and
+        become ``IMAGE_PLACEHOLDER_ID`` tokens; without it they are refused (text-only)."""
         if self.template is None:
             raise InvalidRequestError(
                 f"model {self.model_id} has no chat template; use /v1/completions, or give it "
@@ -64,9 +66,12 @@ class Prompter:
             add_generation_prompt=request.add_generation_prompt,
             continue_final_message=request.continue_final_message,
             template_kwargs=request.chat_template_kwargs,
+            media=(lambda _part, _param: image_marker) if image_marker else None,
         )
         add_special = bool(getattr(request, "add_special_tokens", False))
-        tokens = tokenize_rendered(rendered, self.tokenizer, add_special=add_special)
+        tokens = tokenize_rendered(
+            rendered, self.tokenizer, add_special=add_special, image_marker=image_marker
+        )
         return RenderedChat(rendered.text, tokens)
 
 

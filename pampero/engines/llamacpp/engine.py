@@ -32,6 +32,7 @@ def create(model: ModelConfig, settings: Settings) -> BatchedEngine:
                 threads=settings.threads,
                 threads_batch=settings.threads_batch or settings.threads,
                 kv_unified=settings.kv_unified,
+                mmproj=Path(model.mmproj).expanduser() if model.mmproj else None,
             )
         )
         tok = runner.tokenizer
@@ -42,6 +43,7 @@ def create(model: ModelConfig, settings: Settings) -> BatchedEngine:
             capabilities=Capabilities(
                 context_length=runner.n_ctx_seq,
                 supports_tools=bool(runner.chat_template and "tools" in runner.chat_template),
+                supports_images=runner.supports_images,
             ),
             chat_template=runner.chat_template,
             close=runner.close,

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.engines.llamacpp.tokenizer import LlamaTokenizer
+from pampero.engines.llamacpp.vision import ImageChunk, VisionProjector
 from pampero.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class RunnerConfig:
     threads: int
     threads_batch: int
     kv_unified: bool = True
+    mmproj: Path | None = None  # a vision projector (llama.cpp mtmd) for image input
 
 
 def _silence_llama_logs() -> object:
@@ -79,6 +81,30 @@ class LlamaRunner:
         self.chat_template = self._chat_template()
         self.n_batch = config.n_batch
         self._alloc_batch(config.n_batch)
+        self.vision: VisionProjector | None = None
+        if config.mmproj is not None:
+            self.vision = VisionProjector(
+                config.mmproj,
+                self._model,
+                self._ctx,
+                threads=config.threads_batch,
+                n_batch=config.n_batch,
+            )
+
+    @property
+    def supports_images(self) -> bool:
+        return self.vision is not None
+
+    def expand_image(self, image: Any) -> ImageChunk:
+        """An image's chunk and wrapping tokens (see ``pampero.engines.llamacpp.vision``)."""
+        if self.vision is None:
+            raise EngineError("this model has no vision projector")
+        return self.vision.expand(image)
+
+    def evaluate_image(self, image: ImageChunk, seq_id: int, position: int) -> None:
+        if self.vision is None:
+            raise EngineError("this model has no vision projector")
+        self.vision.evaluate(image, seq_id, position)
 
     def _new_context(self, config: RunnerConfig) -> object:
         params = L.llama_context_default_params()
@@ -161,6 +187,9 @@ class LlamaRunner:
             L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
 
     def close(self) -> None:
+        if self.vision is not None:
+            self.vision.close()
+            self.vision = None
         if self._ctx:
             L.llama_free(self._ctx)
             self._ctx = None
