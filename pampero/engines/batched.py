@@ -29,7 +29,7 @@ from pampero.engines.scheduler import (
     SchedulerConfig,
     Vocabulary,
 )
-from pampero.engines.sequence import ActiveRequest
+from pampero.engines.stream import EventStream
 from pampero.errors import EngineError, EngineNotReady
 
 log = logging.getLogger(__name__)
@@ -45,40 +45,6 @@ class LoadedModel:
     capabilities: Capabilities
     chat_template: str | None
     close: Callable[[], None]
-
-
-class EventStream:
-    """The async iterator ``BatchedEngine.generate`` returns."""
-
-    def __init__(self, scheduler: Scheduler, request: GenerationRequest) -> None:
-        self._queue: asyncio.Queue[EngineEvent | BaseException | None] = asyncio.Queue()
-        self._scheduler = scheduler
-        self._finished = False
-        self._active: ActiveRequest = scheduler.submit(request, self._queue.put_nowait)
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> EngineEvent:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            item = await self._queue.get()
-        except BaseException:
-            await self.aclose()
-            raise
-        if item is None:
-            self._finished = True
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._finished = True
-            raise item
-        return item
-
-    async def aclose(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._scheduler.abort(self._active)
 
 
 class BatchedEngine:
@@ -156,9 +122,13 @@ class BatchedEngine:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
-        if self._scheduler is None or not self.is_alive():
+        scheduler = self._scheduler
+        if scheduler is None or not self.is_alive():
             raise EngineNotReady(f"model {self.model_id} is not ready")
-        return EventStream(self._scheduler, request)
+        stream = EventStream()
+        active = scheduler.submit(request, stream.put)
+        stream.bind(lambda: scheduler.abort(active))
+        return stream
 
     def stats(self) -> EngineStats:
         if self._scheduler is None:

@@ -38,6 +38,7 @@ from pampero.engines.base import (
     Tokenizer,
 )
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary
+from pampero.engines.stream import EventStream, Item
 from pampero.engines.transformers.generation import prompt_logprobs, run_choice
 from pampero.engines.transformers.inputs import build_inputs
 from pampero.engines.transformers.loader import LoadedModel, load_model
@@ -53,8 +54,6 @@ from pampero.errors import (
 from pampero.settings import ModelConfig, Settings
 
 log = logging.getLogger(__name__)
-
-Item = EngineEvent | BaseException | None
 
 
 @dataclass
@@ -156,7 +155,7 @@ class TransformersEngine:
         if self._loaded is None or self._loop is None or not self.is_alive():
             raise EngineNotReady(f"model {self.model_id} is not ready")
         self._validate(request)
-        stream = _Stream(self._cancel)
+        stream = EventStream()
         loop = self._loop
 
         def deliver(item: Item) -> None:  # from the generation thread
@@ -173,7 +172,7 @@ class TransformersEngine:
                 )
             heapq.heappush(queue.waiting, job)
             queue.ready.notify()
-        stream.job = job
+        stream.bind(lambda: self._cancel(job))
         return stream
 
     def _validate(self, request: GenerationRequest) -> None:
@@ -294,44 +293,6 @@ def _check_context(n_prompt: int, n_ctx: int) -> None:
             "least one must be left to generate",
             param="messages",
         )
-
-
-class _Stream:
-    """The async iterator ``TransformersEngine.generate`` returns."""
-
-    def __init__(self, cancel: Callable[[_Job], None]) -> None:
-        self._items: asyncio.Queue[Item] = asyncio.Queue()
-        self._cancel = cancel
-        self._finished = False
-        self.job: _Job | None = None
-
-    def put(self, item: Item) -> None:
-        self._items.put_nowait(item)
-
-    def __aiter__(self) -> _Stream:
-        return self
-
-    async def __anext__(self) -> EngineEvent:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            item = await self._items.get()
-        except BaseException:
-            await self.aclose()
-            raise
-        if item is None:
-            self._finished = True
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._finished = True
-            raise item
-        return item
-
-    async def aclose(self) -> None:
-        if not self._finished:
-            self._finished = True
-            if self.job is not None:
-                self._cancel(self.job)
 
 
 def create(model: ModelConfig, settings: Settings) -> TransformersEngine:

@@ -1,0 +1,55 @@
+"""The async iterator every engine's ``generate`` returns, fed from the engine's own thread.
+
+Items arrive through ``put`` on the event loop (engines hop there with
+``loop.call_soon_threadsafe``): an ``EngineEvent``, an exception to raise, or ``None`` for the
+end. Closing the iterator early (a client left) calls the cancel hook the engine bound, which
+aborts the request within one engine step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from pampero.engines.base import EngineEvent
+
+Item = EngineEvent | BaseException | None
+
+
+class EventStream:
+    def __init__(self) -> None:
+        self._items: asyncio.Queue[Item] = asyncio.Queue()
+        self._finished = False
+        self._cancel: Callable[[], None] | None = None
+
+    def bind(self, cancel: Callable[[], None]) -> None:
+        """What to call if the consumer stops listening before the end."""
+        self._cancel = cancel
+
+    def put(self, item: Item) -> None:
+        self._items.put_nowait(item)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> EngineEvent:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            item = await self._items.get()
+        except BaseException:
+            await self.aclose()
+            raise
+        if item is None:
+            self._finished = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        if not self._finished:
+            self._finished = True
+            if self._cancel is not None:
+                self._cancel()
