@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -236,6 +237,44 @@ class ReasoningParserFactory(Protocol):
         enable_thinking: bool | None = ...,
         include_reasoning: bool = ...,
     ) -> ReasoningParser: ...
+
+
+class SteppedParser(ABC):
+    """A parser written as a state machine over buffered text: the ``feed``/``finish`` loop.
+
+    ``feed`` appends to ``_buf`` and runs ``_step`` until it wants more text; ``finish`` runs it
+    once more and hands what is left to ``_flush``. Both put what they produce in ``_delta``,
+    which ``_emit`` hands out.
+    """
+
+    def __init__(self) -> None:
+        self._buf = ""  # text not consumed yet: a partial marker, or input for the next state
+        self._delta = ParsedDelta()
+
+    def feed(self, text: str) -> ParsedDelta:
+        self._buf += text
+        while self._step():
+            pass
+        return self._emit()
+
+    def finish(self) -> ParsedDelta:
+        while self._step():
+            pass
+        rest, self._buf = self._buf, ""
+        self._flush(rest)
+        return self._emit()
+
+    @abstractmethod
+    def _step(self) -> bool:
+        """Advance by one state over ``_buf``; False when more text is needed."""
+
+    @abstractmethod
+    def _flush(self, rest: str) -> None:
+        """End of generation: settle the current state, with ``rest`` the unconsumed text."""
+
+    def _emit(self) -> ParsedDelta:
+        delta, self._delta = self._delta, ParsedDelta()
+        return delta
 
 
 class _Feedable(Protocol):

@@ -3,15 +3,18 @@
 :class:`ArgumentsReader` reads an arguments value and streams it as JSON object text;
 :class:`CallReader` reads a whole ``{"name": ..., "arguments": ...}`` object;
 :class:`ToolParserBase` turns both into :class:`~pampero.parsers.base.ParsedDelta` pieces,
-holding content whitespace back as described in :mod:`pampero.parsers.base`.
+holding content whitespace back as described in :mod:`pampero.parsers.base`, and runs the
+states every format has: content up to a start marker, a call object, the rest of a broken call.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from abc import abstractmethod
+from typing import ClassVar
 
-from pampero.parsers.base import IdFactory, ParsedDelta, ToolCallDelta, new_call_id
+from pampero.parsers.base import IdFactory, SteppedParser, ToolCallDelta, new_call_id
 from pampero.parsers.jsonscan import WHITESPACE, JsonScanner
 
 ARGUMENT_KEYS = ("arguments", "parameters")
@@ -274,19 +277,149 @@ class CallReader:
             self.confirmed = True
 
 
-class ToolParserBase:
-    """What tool parsers share: call indices and ids, the delta under construction, and the
-    content whitespace rule of :mod:`pampero.parsers.base`."""
+# The states every tool parser has; a parser numbers its own from 4.
+TEXT = 0  # content, watching for the start marker
+OPEN = 1  # right after the start marker
+CALL = 2  # a call object, read by ``_reader``
+SKIP = 3  # the rest of a broken call, up to the next start marker
+
+
+class ToolParserBase(SteppedParser):
+    """What tool parsers share: call indices and ids, the content whitespace rule of
+    :mod:`pampero.parsers.base`, and the states TEXT, CALL and SKIP (OPEN only at the end).
+
+    A parser names its ``start_marker``, steps and flushes its own states in ``_step_format``
+    and ``_flush_format``, and says in ``_after_call`` where a call object leads.
+    """
+
+    start_marker: ClassVar[str]
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
+        super().__init__()
         self._new_id = id_factory
         self._calls = 0
-        self._delta = ParsedDelta()
         self._blank = ""  # held-back content whitespace
+        self._state = TEXT
+        self._region: list[str] = []  # raw text of a call not confirmed yet, for a fallback
+        self._reader: CallReader | None = None
 
     @property
     def tool_calls_found(self) -> bool:
         return self._calls > 0
+
+    @abstractmethod
+    def _step_format(self) -> bool:
+        """``_step`` in one of the format's own states (OPEN included)."""
+
+    @abstractmethod
+    def _flush_format(self, rest: str) -> None:
+        """``_flush`` in one of the format's own states."""
+
+    @abstractmethod
+    def _after_call(self, reader: CallReader) -> int:
+        """The state that follows a call object (``reader.broken``: its JSON broke)."""
+
+    def _step(self) -> bool:
+        state = self._state
+        if state == TEXT:
+            return self._text()
+        if state == CALL:
+            return self._call()
+        if state == SKIP:
+            return self._skip()
+        return self._step_format()
+
+    def _flush(self, rest: str) -> None:
+        state = self._state
+        if state == CALL and self._reader is not None:
+            self._reader.finish()
+            if self._reader.confirmed:
+                self._stream_call(self._reader)
+                self._end_call(self._reader)
+            else:
+                self._reject(rest)
+        elif state == TEXT:
+            self._content(rest)
+        elif state == OPEN:
+            self._reject(rest)
+        elif state != SKIP:
+            self._flush_format(rest)
+        self._finish_content()
+
+    def _text(self) -> bool:
+        """Content, up to the start marker."""
+        buf, marker = self._buf, self.start_marker
+        start = buf.find(marker)
+        if start < 0:
+            cut = len(buf) - partial_suffix(buf, marker)
+            self._content(buf[:cut])
+            self._buf = buf[cut:]
+            return False
+        self._content(buf[:start])
+        self._region = [self._take_blank(), marker]
+        self._buf = buf[start + len(marker) :]
+        self._state = OPEN
+        return True
+
+    def _open(self, *, strict: bool) -> bool:
+        """After the start marker: blanks, then a call object, or anything else: not a call."""
+        buf = self._buf
+        pos = skip_blank(buf, 0)
+        if pos == len(buf):
+            return False
+        self._region.append(buf[:pos])
+        self._buf = buf[pos:]
+        if buf[pos] == "{":
+            self._start_call(strict=strict)
+        else:
+            self._reject()
+        return True
+
+    def _start_call(self, *, strict: bool = False) -> None:
+        self._reader = CallReader(strict=strict)
+        self._state = CALL
+
+    def _call(self) -> bool:
+        reader = self._reader
+        assert reader is not None
+        buf = self._buf
+        pos = reader.feed(buf)
+        self._buf = buf[pos:]
+        if reader.confirmed:
+            self._region.clear()
+        else:
+            self._region.append(buf[:pos])
+        self._stream_call(reader)
+        if not reader.ended:
+            return False
+        if reader.rejected:
+            self._reject()
+        else:
+            self._end_call(reader)
+        return True
+
+    def _skip(self) -> bool:
+        buf, marker = self._buf, self.start_marker
+        start = buf.find(marker)
+        if start < 0:
+            self._buf = buf[len(buf) - partial_suffix(buf, marker) :]
+            return False
+        self._buf = buf[start:]
+        self._state = TEXT
+        return True
+
+    def _end_call(self, reader: CallReader) -> None:
+        self._state = self._after_call(reader)
+        self._arguments(reader.close_arguments())
+        self._reader = None
+        self._region.clear()
+
+    def _reject(self, rest: str = "") -> None:
+        """Not a call after all: its text so far (and ``rest``) is content."""
+        self._content("".join(self._region) + rest)
+        self._region.clear()
+        self._reader = None
+        self._state = TEXT
 
     def _content(self, text: str) -> None:
         if not text:
@@ -319,10 +452,6 @@ class ToolParserBase:
             self._begin_call(reader.name)
             reader.started = True
         self._arguments(reader.take_arguments())
-
-    def _emit(self) -> ParsedDelta:
-        delta, self._delta = self._delta, ParsedDelta()
-        return delta
 
     def _finish_content(self) -> None:
         blank = self._take_blank()

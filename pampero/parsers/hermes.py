@@ -27,17 +27,21 @@ too, and dropped.
 
 from __future__ import annotations
 
-from pampero.parsers.base import IdFactory, ParsedDelta, new_call_id
-from pampero.parsers.calls import CallReader, ToolParserBase, partial_suffix, skip_blank
+from pampero.parsers.base import IdFactory, new_call_id
+from pampero.parsers.calls import (
+    OPEN,
+    TEXT,
+    CallReader,
+    ToolParserBase,
+    partial_suffix,
+    skip_blank,
+)
 
 START = "<tool_call>"
 END = "</tool_call>"
 
-_TEXT = 0
-_OPEN = 1  # after <tool_call>, before the JSON
-_CALL = 2
-_CLOSE = 3  # after the JSON, before </tool_call>
-_BEGIN = 4  # start of output: a bare call object may begin here
+_CLOSE = 4  # after the JSON, before </tool_call>
+_BEGIN = 5  # start of output: a bare call object may begin here
 _FENCES = ("```json\n", "```\n")
 
 
@@ -45,62 +49,35 @@ class HermesToolParser(ToolParserBase):
     """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``; see the module docstring."""
 
     markers = (START, END)
+    start_marker = START
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
         self._state = _BEGIN
-        self._buf = ""  # text not consumed yet: a partial marker, or input for the next state
-        self._region: list[str] = []  # raw text of a call not confirmed yet, for a fallback
-        self._reader: CallReader | None = None
         self._junk: list[str] = []  # after a call's JSON, before </tool_call>
         self._broken = False  # the last call's JSON broke: its junk is dropped, never content
         self._fenced = False  # a bare call came inside a Markdown code fence
 
-    def feed(self, text: str) -> ParsedDelta:
-        self._buf += text
-        while self._step():
-            pass
-        return self._emit()
-
-    def finish(self) -> ParsedDelta:
-        while self._step():
-            pass
-        buf, self._buf = self._buf, ""
-        if self._state == _CALL and self._reader is not None:
-            self._reader.finish()
-            if self._reader.confirmed:
-                self._stream_call(self._reader)
-                self._end_call(self._reader)
-            else:
-                self._region.append(buf)
-                self._reject()
-        elif self._state == _OPEN:
-            self._region.append(buf)
-            self._reject()
-        elif self._state == _BEGIN:
-            self._content(buf)
-        elif self._state == _CLOSE:
-            junk = "".join(self._junk)
-            if self._fenced and (junk + buf).strip() in ("```", ""):
-                pass  # the closing fence of a fenced bare call is markup
-            elif not self._broken:
-                self._content(junk if END.startswith(buf) else junk + buf)
-        else:
-            self._content(buf)
-        self._finish_content()
-        return self._emit()
-
-    def _step(self) -> bool:
-        """Advance by one state; False when more text is needed."""
-        if self._state == _TEXT:
-            return self._text()
+    def _step_format(self) -> bool:
         if self._state == _BEGIN:
             return self._begin()
-        if self._state == _OPEN:
-            return self._open()
-        if self._state == _CALL:
-            return self._call()
+        if self._state == OPEN:
+            return self._open(strict=False)
         return self._close()
+
+    def _flush_format(self, rest: str) -> None:
+        if self._state != _CLOSE:
+            self._content(rest)
+            return
+        junk = "".join(self._junk)
+        if self._fenced and (junk + rest).strip() in ("```", ""):
+            pass  # the closing fence of a fenced bare call is markup
+        elif not self._broken:
+            self._content(junk if END.startswith(rest) else junk + rest)
+
+    def _after_call(self, reader: CallReader) -> int:
+        self._broken = reader.broken
+        return _CLOSE
 
     def _begin(self) -> bool:
         buf = self._buf
@@ -115,60 +92,12 @@ class HermesToolParser(ToolParserBase):
         if start == len(buf):
             return False
         if buf[start] != "{":
-            self._state = _TEXT
+            self._state = TEXT
             return True
         self._fenced = bool(fence)
         self._region = [buf[:start]]
         self._buf = buf[start:]
-        self._reader = CallReader(strict=True)
-        self._state = _CALL
-        return True
-
-    def _text(self) -> bool:
-        buf = self._buf
-        start = buf.find(START)
-        if start < 0:
-            cut = len(buf) - partial_suffix(buf, START)
-            self._content(buf[:cut])
-            self._buf = buf[cut:]
-            return False
-        self._content(buf[:start])
-        self._region = [self._take_blank(), START]
-        self._buf = buf[start + len(START) :]
-        self._state = _OPEN
-        return True
-
-    def _open(self) -> bool:
-        buf = self._buf
-        pos = skip_blank(buf, 0)
-        self._region.append(buf[:pos])
-        self._buf = buf[pos:]
-        if not self._buf:
-            return False
-        if self._buf[0] == "{":
-            self._reader = CallReader()
-            self._state = _CALL
-        else:
-            self._reject()
-        return True
-
-    def _call(self) -> bool:
-        reader = self._reader
-        assert reader is not None
-        buf = self._buf
-        pos = reader.feed(buf)
-        self._buf = buf[pos:]
-        if reader.confirmed:
-            self._region.clear()
-        else:
-            self._region.append(buf[:pos])
-        self._stream_call(reader)
-        if not reader.ended:
-            return False
-        if reader.rejected:
-            self._reject()
-        else:
-            self._end_call(reader)
+        self._start_call(strict=True)
         return True
 
     def _close(self) -> bool:
@@ -178,30 +107,16 @@ class HermesToolParser(ToolParserBase):
         if end >= 0 and (start < 0 or end < start):
             self._junk.clear()
             self._buf = buf[end + len(END) :]
-            self._state = _TEXT
+            self._state = TEXT
             return True
         if start >= 0:  # the next call began without closing this one
             if not self._broken:
                 self._content("".join(self._junk) + buf[:start])
             self._junk.clear()
             self._buf = buf[start:]
-            self._state = _TEXT
+            self._state = TEXT
             return True
         cut = len(buf) - max(partial_suffix(buf, END), partial_suffix(buf, START))
         self._junk.append(buf[:cut])
         self._buf = buf[cut:]
         return False
-
-    def _end_call(self, reader: CallReader) -> None:
-        self._broken = reader.broken
-        self._arguments(reader.close_arguments())
-        self._reader = None
-        self._region.clear()
-        self._state = _CLOSE
-
-    def _reject(self) -> None:
-        """Not a call after all: its text so far is content."""
-        self._content("".join(self._region))
-        self._region.clear()
-        self._reader = None
-        self._state = _TEXT

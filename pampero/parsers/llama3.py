@@ -17,79 +17,34 @@ dropped.
 
 from __future__ import annotations
 
-from pampero.parsers.base import IdFactory, ParsedDelta, new_call_id
-from pampero.parsers.calls import CallReader, ToolParserBase, partial_suffix, skip_blank
+from pampero.parsers.base import IdFactory, new_call_id
+from pampero.parsers.calls import OPEN, SKIP, TEXT, CallReader, ToolParserBase, skip_blank
 
 PYTHON_TAG = "<|python_tag|>"
 
-_BEGIN = 0  # start of output: a JSON call may begin here
-_TEXT = 1
-_OPEN = 2  # after <|python_tag|>
-_CALL = 3
-_AFTER = 4  # after a call: ";", another call, or text
-_SKIP = 5  # the rest of a broken call, up to the next <|python_tag|>
+_BEGIN = 4  # start of output: a JSON call may begin here
+_AFTER = 5  # after a call: ";", another call, or text
 
 
 class Llama3JsonToolParser(ToolParserBase):
     """``{"name": ..., "parameters": {...}}`` calls; see the module docstring."""
 
     markers = (PYTHON_TAG,)
+    start_marker = PYTHON_TAG
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
         self._state = _BEGIN
-        self._buf = ""
-        self._region: list[str] = []
-        self._reader: CallReader | None = None
 
-    def feed(self, text: str) -> ParsedDelta:
-        self._buf += text
-        while self._step():
-            pass
-        return self._emit()
-
-    def finish(self) -> ParsedDelta:
-        while self._step():
-            pass
-        buf, self._buf = self._buf, ""
-        if self._state == _CALL and self._reader is not None:
-            self._reader.finish()
-            if self._reader.confirmed:
-                self._stream_call(self._reader)
-                self._end_call(self._reader)
-            else:
-                self._region.append(buf)
-                self._reject()
-        elif self._state == _OPEN:
-            self._region.append(buf)
-            self._reject()
-        elif self._state != _SKIP:
-            self._content(buf)
-        self._finish_content()
-        return self._emit()
-
-    def _step(self) -> bool:
-        state = self._state
-        if state == _TEXT:
-            return self._text()
-        if state == _CALL:
-            return self._call()
-        if state == _SKIP:
-            return self._skip()
+    def _step_format(self) -> bool:
+        if self._state == OPEN:
+            return self._open(strict=True)
         buf = self._buf
         pos = skip_blank(buf, 0)
         if pos == len(buf):
             return False
         first = buf[pos]
-        if state == _OPEN:
-            self._region.append(buf[:pos])
-            self._buf = buf[pos:]
-            if first == "{":
-                self._start_call()
-            else:
-                self._reject()
-            return True
-        if first == ";" and state == _AFTER:
+        if first == ";" and self._state == _AFTER:
             self._content(buf[:pos])
             self._buf = buf[pos + 1 :]
             return True
@@ -97,66 +52,13 @@ class Llama3JsonToolParser(ToolParserBase):
             self._content(buf[:pos])
             self._region = [self._take_blank()]
             self._buf = buf[pos:]
-            self._start_call()
+            self._start_call(strict=True)
             return True
-        self._state = _TEXT
+        self._state = TEXT
         return True
 
-    def _start_call(self) -> None:
-        self._reader = CallReader(strict=True)
-        self._state = _CALL
+    def _flush_format(self, rest: str) -> None:
+        self._content(rest)
 
-    def _text(self) -> bool:
-        buf = self._buf
-        tag = buf.find(PYTHON_TAG)
-        if tag < 0:
-            cut = len(buf) - partial_suffix(buf, PYTHON_TAG)
-            self._content(buf[:cut])
-            self._buf = buf[cut:]
-            return False
-        self._content(buf[:tag])
-        self._region = [self._take_blank(), PYTHON_TAG]
-        self._buf = buf[tag + len(PYTHON_TAG) :]
-        self._state = _OPEN
-        return True
-
-    def _call(self) -> bool:
-        reader = self._reader
-        assert reader is not None
-        buf = self._buf
-        pos = reader.feed(buf)
-        self._buf = buf[pos:]
-        if reader.confirmed:
-            self._region.clear()
-        else:
-            self._region.append(buf[:pos])
-        self._stream_call(reader)
-        if not reader.ended:
-            return False
-        if reader.rejected:
-            self._reject()
-        else:
-            self._end_call(reader)
-        return True
-
-    def _skip(self) -> bool:
-        buf = self._buf
-        tag = buf.find(PYTHON_TAG)
-        if tag < 0:
-            self._buf = buf[len(buf) - partial_suffix(buf, PYTHON_TAG) :]
-            return False
-        self._buf = buf[tag:]
-        self._state = _TEXT
-        return True
-
-    def _end_call(self, reader: CallReader) -> None:
-        self._state = _SKIP if reader.broken else _AFTER
-        self._arguments(reader.close_arguments())
-        self._reader = None
-        self._region.clear()
-
-    def _reject(self) -> None:
-        self._content("".join(self._region))
-        self._region.clear()
-        self._reader = None
-        self._state = _TEXT
+    def _after_call(self, reader: CallReader) -> int:
+        return SKIP if reader.broken else _AFTER

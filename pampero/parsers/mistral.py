@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import re
 
-from pampero.parsers.base import IdFactory, ParsedDelta, new_call_id
+from pampero.parsers.base import IdFactory, new_call_id
 from pampero.parsers.calls import (
+    OPEN,
+    SKIP,
+    TEXT,
     ArgumentsReader,
     CallReader,
     ToolParserBase,
-    partial_suffix,
     skip_blank,
 )
 
@@ -32,73 +34,47 @@ CALL_ID = "[CALL_ID]"
 _NAME = re.compile(r"[\w.\-]*")
 _NAME_CHAR = re.compile(r"[\w.\-]")
 
-_TEXT = 0
-_BOT = 1  # after [TOOL_CALLS]
-_LIST = 2  # inside the pre-v11 list, between calls
-_OBJECT = 3  # a {"name": ..., "arguments": ...} object
-_FUNCTION = 4  # a v11 name, up to [CALL_ID], [ARGS] or "{"
-_CALL_ID = 5  # a v11 call id, up to [ARGS] or "{"
-_ARGUMENTS = 6  # a v11 arguments value
-_SKIP = 7  # the rest of a broken call, up to the next [TOOL_CALLS]
+# OPEN is right after [TOOL_CALLS]; CALL a {"name": ..., "arguments": ...} object.
+_LIST = 4  # inside the pre-v11 list, between calls
+_FUNCTION = 5  # a v11 name, up to [CALL_ID], [ARGS] or "{"
+_CALL_ID = 6  # a v11 call id, up to [ARGS] or "{"
+_ARGUMENTS = 7  # a v11 arguments value
 
 
 class MistralToolParser(ToolParserBase):
     """``[TOOL_CALLS]`` calls, list or ``name[ARGS]{...}`` form; see the module docstring."""
 
     markers = (BOT, ARGS, CALL_ID)
+    start_marker = BOT
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
-        self._state = _TEXT
-        self._buf = ""
-        self._region: list[str] = []
-        self._reader: CallReader | None = None
         self._args: ArgumentsReader | None = None
         self._name = ""
         self._in_list = False
 
-    def feed(self, text: str) -> ParsedDelta:
-        self._buf += text
-        while self._step():
-            pass
-        return self._emit()
-
-    def finish(self) -> ParsedDelta:
-        while self._step():
-            pass
-        buf, self._buf = self._buf, ""
+    def _step_format(self) -> bool:
         state = self._state
-        if state == _TEXT:
-            self._content(buf)
-        elif state == _OBJECT and self._reader is not None:
-            self._reader.finish()
-            if self._reader.confirmed:
-                self._stream_call(self._reader)
-                self._end_object(self._reader)
-            else:
-                self._reject(buf)
-        elif state == _ARGUMENTS and self._args is not None:
-            self._end_arguments(self._args)
-        elif state == _LIST and not self._region:
-            self._content(buf)  # blanks after the list's last complete call
-        elif state != _SKIP:
-            self._reject(buf)
-        self._finish_content()
-        return self._emit()
-
-    def _step(self) -> bool:
-        state = self._state
-        if state == _TEXT:
-            return self._text()
-        if state == _OBJECT:
-            return self._object()
         if state == _ARGUMENTS:
             return self._arguments_value()
         if state in (_FUNCTION, _CALL_ID):
             return self._function()
-        if state == _SKIP:
-            return self._skip()
         return self._between()
+
+    def _flush_format(self, rest: str) -> None:
+        state = self._state
+        if state == _ARGUMENTS and self._args is not None:
+            self._end_arguments(self._args)
+        elif state == _LIST and not self._region:
+            self._content(rest)  # blanks after the list's last complete call
+        else:
+            self._reject(rest)
+
+    def _after_call(self, reader: CallReader) -> int:
+        if reader.broken:
+            self._in_list = False
+            return SKIP
+        return _LIST if self._in_list else TEXT
 
     def _between(self) -> bool:
         """Right after ``[TOOL_CALLS]``, or inside the list between its calls."""
@@ -110,15 +86,14 @@ class MistralToolParser(ToolParserBase):
         first = buf[pos]
         self._region.append(buf[:pos])
         self._buf = buf[pos:]
-        if state == _BOT and first == "[":
+        if state == OPEN and first == "[":
             self._region.append(first)
             self._buf = self._buf[1:]
             self._in_list = True
             self._state = _LIST
-        elif first == "{" and (state == _BOT or self._in_list):
-            self._reader = CallReader()
-            self._state = _OBJECT
-        elif state == _BOT and _NAME_CHAR.match(first) is not None:
+        elif first == "{" and (state == OPEN or self._in_list):
+            self._start_call()
+        elif state == OPEN and _NAME_CHAR.match(first) is not None:
             self._name = ""
             self._state = _FUNCTION
         elif state == _LIST and first in ",]":
@@ -126,42 +101,9 @@ class MistralToolParser(ToolParserBase):
             self._buf = self._buf[1:]
             if first == "]":
                 self._in_list = False
-                self._state = _TEXT
+                self._state = TEXT
         else:
-            self._reject("")
-        return True
-
-    def _text(self) -> bool:
-        buf = self._buf
-        start = buf.find(BOT)
-        if start < 0:
-            cut = len(buf) - partial_suffix(buf, BOT)
-            self._content(buf[:cut])
-            self._buf = buf[cut:]
-            return False
-        self._content(buf[:start])
-        self._region = [self._take_blank(), BOT]
-        self._buf = buf[start + len(BOT) :]
-        self._state = _BOT
-        return True
-
-    def _object(self) -> bool:
-        reader = self._reader
-        assert reader is not None
-        buf = self._buf
-        pos = reader.feed(buf)
-        self._buf = buf[pos:]
-        if reader.confirmed:
-            self._region.clear()
-        else:
-            self._region.append(buf[:pos])
-        self._stream_call(reader)
-        if not reader.ended:
-            return False
-        if reader.rejected:
-            self._reject("")
-        else:
-            self._end_object(reader)
+            self._reject()
         return True
 
     def _function(self) -> bool:
@@ -189,12 +131,12 @@ class MistralToolParser(ToolParserBase):
                 return False
         if rest[0] == "{":
             return self._begin_arguments()
-        self._reject("")
+        self._reject()
         return True
 
     def _begin_arguments(self) -> bool:
         if not self._name:
-            self._reject("")
+            self._reject()
             return True
         self._begin_call(self._name)
         self._region.clear()
@@ -214,37 +156,13 @@ class MistralToolParser(ToolParserBase):
         self._end_arguments(args)
         return True
 
-    def _skip(self) -> bool:
-        buf = self._buf
-        start = buf.find(BOT)
-        if start < 0:
-            self._buf = buf[len(buf) - partial_suffix(buf, BOT) :]
-            return False
-        self._buf = buf[start:]
-        self._state = _TEXT
-        return True
-
     def _end_arguments(self, args: ArgumentsReader) -> None:
-        self._state = _SKIP if args.failed else _TEXT
+        self._state = SKIP if args.failed else TEXT
         self._arguments(args.close())
         self._args = None
         self._name = ""
 
-    def _end_object(self, reader: CallReader) -> None:
-        if reader.broken:
-            self._in_list = False
-            self._state = _SKIP
-        else:
-            self._state = _LIST if self._in_list else _TEXT
-        self._arguments(reader.close_arguments())
-        self._reader = None
-        self._region.clear()
-
-    def _reject(self, rest: str) -> None:
-        """Not a call after all: its text so far is content."""
-        self._content("".join(self._region) + rest)
-        self._region.clear()
-        self._reader = None
+    def _reject(self, rest: str = "") -> None:
+        super()._reject(rest)
         self._in_list = False
         self._name = ""
-        self._state = _TEXT

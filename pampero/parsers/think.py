@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pampero.parsers.base import ParsedDelta
+from pampero.parsers.base import ParsedDelta, SteppedParser
 from pampero.parsers.calls import partial_suffix, skip_blank
 from pampero.parsers.jsonscan import WHITESPACE
 
@@ -41,7 +41,7 @@ _AFTER = 3  # blanks after </think>
 _CONTENT = 4
 
 
-class ThinkReasoningParser:
+class ThinkReasoningParser(SteppedParser):
     """Splits ``<think>`` reasoning from content; see the module docstring."""
 
     open_tag = OPEN
@@ -57,6 +57,7 @@ class ThinkReasoningParser:
         enabled: bool = True,
         include_reasoning: bool = True,
     ) -> None:
+        super().__init__()
         self.include_reasoning = include_reasoning
         if not enabled:
             self._state = _CONTENT
@@ -64,10 +65,8 @@ class ThinkReasoningParser:
             self._state = _OPENED
         else:
             self._state = _START
-        self._buf = ""
         self._blank = ""  # trailing reasoning blanks, kept until more reasoning follows
         self._begun = False  # some reasoning text was seen (blanks before it are framing)
-        self._delta = ParsedDelta()
 
     @classmethod
     def for_prompt(
@@ -92,20 +91,13 @@ class ThinkReasoningParser:
     def feed(self, text: str) -> ParsedDelta:
         if self._state == _CONTENT and not self._buf:
             return ParsedDelta(content=text)
-        self._buf += text
-        while self._step():
-            pass
-        return self._emit()
+        return super().feed(text)
 
-    def finish(self) -> ParsedDelta:
-        while self._step():
-            pass
-        buf, self._buf = self._buf, ""
+    def _flush(self, rest: str) -> None:
         if self._state == _START:
-            self._delta.content += buf
-        elif self._state in (_OPENED, _REASONING) and buf.strip(WHITESPACE):
-            self._reason(buf)
-        return self._emit()
+            self._delta.content += rest
+        elif self._state in (_OPENED, _REASONING) and rest.strip(WHITESPACE):
+            self._reason(rest)
 
     def _step(self) -> bool:
         buf = self._buf
@@ -163,7 +155,7 @@ class ThinkReasoningParser:
             self._blank += text
 
     def _emit(self) -> ParsedDelta:
-        delta, self._delta = self._delta, ParsedDelta()
+        delta = super()._emit()
         if not self.include_reasoning:
             delta.reasoning = ""
         return delta
