@@ -21,17 +21,15 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import Any
 
 from pampero.constraints.base import ConstraintBackend, ConstraintSpec
 from pampero.constraints.validation import grammar_syntax
 from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.registry import load_target, read_plugins
 
 AUTO = "auto"
 ENTRY_POINT_GROUP = "pampero.constraint_backends"
@@ -66,8 +64,8 @@ class BackendRegistry:
     def __init__(self, entries: Mapping[str, BackendEntry] | None = None) -> None:
         if entries is None:
             found = dict(BUILTIN)
-            for plugin in entry_points(group=ENTRY_POINT_GROUP):
-                found.setdefault(plugin.name, BackendEntry(plugin.value))
+            for name, target in read_plugins(ENTRY_POINT_GROUP):
+                found.setdefault(name, BackendEntry(target))
             entries = found
         self._entries = dict(entries)
         self._instances: dict[str, ConstraintBackend] = {}
@@ -93,9 +91,7 @@ class BackendRegistry:
         with self._lock:
             found = self._instances.get(name)
             if found is None:
-                module_name, _, attr = self._entries[name].target.partition(":")
-                cls: Any = getattr(importlib.import_module(module_name), attr)
-                found = self._instances[name] = cls()
+                found = self._instances[name] = load_target(self._entries[name].target)()
             return found
 
     def candidates(self, spec: ConstraintSpec) -> list[str]:

@@ -15,48 +15,61 @@ Example::
 from __future__ import annotations
 
 import functools
-import importlib
 from importlib.metadata import entry_points
-from typing import cast
 
-from pampero.errors import InvalidRequestError
 from pampero.parsers.base import ReasoningParserFactory, ToolParserFactory
+from pampero.registry import Registry
 
 TOOL_PARSER_GROUP = "pampero.tool_parsers"
 REASONING_PARSER_GROUP = "pampero.reasoning_parsers"
 
-_BUILTIN_TOOL_PARSERS: dict[str, str] = {
-    "hermes": "pampero.parsers.hermes:HermesToolParser",
-    "llama3_json": "pampero.parsers.llama3:Llama3JsonToolParser",
-    "mistral": "pampero.parsers.mistral:MistralToolParser",
-}
-_BUILTIN_REASONING_PARSERS: dict[str, str] = {
-    "think": "pampero.parsers.think:ThinkReasoningParser",
-    # vLLM's names, for configurations carried over; qwen3 is plain <think>.
-    "qwen3": "pampero.parsers.think:ThinkReasoningParser",
-    "deepseek_r1": "pampero.parsers.think:DeepSeekR1ReasoningParser",
-}
+
+@functools.cache
+def _plugins(group: str) -> tuple[tuple[str, str], ...]:
+    return tuple((entry.name, entry.value) for entry in entry_points(group=group))
+
+
+_TOOL_PARSERS: Registry[ToolParserFactory] = Registry(
+    "tool parser",
+    TOOL_PARSER_GROUP,
+    {
+        "hermes": "pampero.parsers.hermes:HermesToolParser",
+        "llama3_json": "pampero.parsers.llama3:Llama3JsonToolParser",
+        "mistral": "pampero.parsers.mistral:MistralToolParser",
+    },
+    plugins=_plugins,
+)
+_REASONING_PARSERS: Registry[ReasoningParserFactory] = Registry(
+    "reasoning parser",
+    REASONING_PARSER_GROUP,
+    {
+        "think": "pampero.parsers.think:ThinkReasoningParser",
+        # vLLM's names, for configurations carried over; qwen3 is plain <think>.
+        "qwen3": "pampero.parsers.think:ThinkReasoningParser",
+        "deepseek_r1": "pampero.parsers.think:DeepSeekR1ReasoningParser",
+    },
+    plugins=_plugins,
+)
 
 
 def available_tool_parsers() -> dict[str, str]:
     """Every tool parser name with the ``module:attr`` that provides it."""
-    return _available(_BUILTIN_TOOL_PARSERS, TOOL_PARSER_GROUP)
+    return _TOOL_PARSERS.available()
 
 
 def available_reasoning_parsers() -> dict[str, str]:
     """Every reasoning parser name with the ``module:attr`` that provides it."""
-    return _available(_BUILTIN_REASONING_PARSERS, REASONING_PARSER_GROUP)
+    return _REASONING_PARSERS.available()
 
 
 def tool_parser(name: str) -> ToolParserFactory:
     """The tool parser class registered as ``name``."""
-    return cast(ToolParserFactory, _load(name, available_tool_parsers(), "tool_parser"))
+    return _TOOL_PARSERS.load(name)
 
 
 def reasoning_parser(name: str) -> ReasoningParserFactory:
     """The reasoning parser class registered as ``name``."""
-    found = _load(name, available_reasoning_parsers(), "reasoning_parser")
-    return cast(ReasoningParserFactory, found)
+    return _REASONING_PARSERS.load(name)
 
 
 def detect_tool_parser(chat_template: str) -> str | None:
@@ -90,26 +103,3 @@ def detect_reasoning_parser(chat_template: str) -> str | None:
     if "<｜Assistant｜>" in chat_template:
         return "deepseek_r1"
     return "think"
-
-
-def _available(builtin: dict[str, str], group: str) -> dict[str, str]:
-    found = dict(builtin)
-    for name, value in _plugins(group):
-        found.setdefault(name, value)
-    return found
-
-
-@functools.cache
-def _plugins(group: str) -> tuple[tuple[str, str], ...]:
-    return tuple((entry.name, entry.value) for entry in entry_points(group=group))
-
-
-def _load(name: str, registered: dict[str, str], param: str) -> object:
-    if name not in registered:
-        kind = param.replace("_", " ")
-        raise InvalidRequestError(
-            f"unknown {kind} {name!r}; available: {', '.join(sorted(registered))}", param=param
-        )
-    module_name, _, attr = registered[name].partition(":")
-    found: object = getattr(importlib.import_module(module_name), attr)
-    return found

@@ -11,47 +11,37 @@ Built-ins:
 
 from __future__ import annotations
 
-import importlib
 import weakref
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pampero.engines.base import LogitsProcessor, Tokenizer
-from pampero.errors import InvalidRequestError
+from pampero.registry import Registry
 
 ProcessorFactory = Callable[[Tokenizer], LogitsProcessor]
 
-_BUILTIN: dict[str, str] = {
-    "no_repeat_ngram_3": "pampero.sampling.processors:no_repeat_ngram_3",
-    "suppress_special_tokens": "pampero.sampling.processors:suppress_special_tokens",
-}
+_PROCESSORS: Registry[ProcessorFactory] = Registry(
+    "logits processor",
+    "pampero.logits_processors",
+    {
+        "no_repeat_ngram_3": "pampero.sampling.processors:no_repeat_ngram_3",
+        "suppress_special_tokens": "pampero.sampling.processors:suppress_special_tokens",
+    },
+)
 
 
 def available() -> dict[str, str]:
-    found = dict(_BUILTIN)
-    for entry in entry_points(group="pampero.logits_processors"):
-        found.setdefault(entry.name, entry.value)
-    return found
+    return _PROCESSORS.available()
 
 
 def build(names: Sequence[str], tokenizer: Tokenizer) -> list[LogitsProcessor]:
     """One fresh processor per name, for one sequence. Unknown names are a 400."""
-    known = available()
-    processors: list[LogitsProcessor] = []
-    for i, name in enumerate(names):
-        if name not in known:
-            raise InvalidRequestError(
-                f"unknown logits processor {name[:100]!r}; available: {', '.join(sorted(known))}",
-                param=f"logits_processors[{i}]",
-            )
-        module_name, _, attr = known[name].partition(":")
-        factory: Any = getattr(importlib.import_module(module_name), attr)
-        processors.append(factory(tokenizer))
-    return processors
+    return [
+        _PROCESSORS.load(name, param=f"logits_processors[{i}]")(tokenizer)
+        for i, name in enumerate(names)
+    ]
 
 
 class _NoRepeatNgram:
