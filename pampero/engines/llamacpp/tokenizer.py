@@ -1,35 +1,33 @@
 """A GGUF model's vocabulary, through llama.cpp's tokenizer.
 
-Token pieces are read once at load into a bytes table, so detokenizing a generated token on the
-hot path is a list lookup, not a foreign call.
+Token pieces are read once at load into a bytes table (``pampero.engines.pieces``), so
+detokenizing a generated token on the hot path is a list lookup, not a foreign call.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 from pathlib import Path
 
 import llama_cpp as L
 
+from pampero.engines.pieces import PieceTableTokenizer
 from pampero.errors import EngineError
 
 _CONTROL = L.LLAMA_TOKEN_ATTR_CONTROL
 
 
-class LlamaTokenizer:
+class LlamaTokenizer(PieceTableTokenizer):
     """Implements ``pampero.engines.base.Tokenizer`` over a loaded ``llama_vocab``."""
 
     def __init__(self, vocab: object) -> None:
         self._vocab = vocab
-        self.vocab_size = int(L.llama_vocab_n_tokens(vocab))
-        self.pieces: list[bytes] = _read_pieces(vocab, self.vocab_size)
-        self.special_ids = frozenset(
-            i for i in range(self.vocab_size) if L.llama_vocab_get_attr(vocab, i) & _CONTROL
+        size = int(L.llama_vocab_n_tokens(vocab))
+        super().__init__(
+            _read_pieces(vocab, size),
+            frozenset(i for i in range(size) if L.llama_vocab_get_attr(vocab, i) & _CONTROL),
         )
-        self.eog_token_ids = frozenset(
-            i for i in range(self.vocab_size) if L.llama_vocab_is_eog(vocab, i)
-        )
+        self.eog_token_ids = frozenset(i for i in range(size) if L.llama_vocab_is_eog(vocab, i))
         bos = int(L.llama_vocab_bos(vocab))
         eos = int(L.llama_vocab_eos(vocab))
         self.bos_token_id = bos if bos >= 0 else None
@@ -42,9 +40,6 @@ class LlamaTokenizer:
             L.llama_vocab_fim_mid(vocab),
         )
         self.fim_token_ids = fim if all(t >= 0 for t in fim) else None
-        self._special_texts = frozenset(
-            self.pieces[i].decode("utf-8", "replace") for i in self.special_ids if self.pieces[i]
-        )
 
     def _text(self, token_id: int) -> str | None:
         if 0 <= token_id < self.vocab_size:
@@ -64,25 +59,6 @@ class LlamaTokenizer:
             if n >= 0:
                 return list(buf[:n])
             capacity = -n
-
-    def decode(self, token_ids: Sequence[int], *, skip_special: bool = True) -> str:
-        pieces = self.pieces
-        special = self.special_ids
-        parts = [
-            pieces[t]
-            for t in token_ids
-            if 0 <= t < self.vocab_size and not (skip_special and t in special)
-        ]
-        return b"".join(parts).decode("utf-8", "replace")
-
-    def token_bytes(self, token_id: int) -> bytes:
-        return self.pieces[token_id]
-
-    def is_special(self, token_id: int) -> bool:
-        return token_id in self.special_ids
-
-    def special_texts(self) -> frozenset[str]:
-        return self._special_texts
 
 
 def _read_pieces(vocab: object, n_vocab: int) -> list[bytes]:

@@ -1,20 +1,22 @@
 """A Hugging Face tokenizer as ``pampero.engines.base.Tokenizer``.
 
-Every token's raw bytes are read once at load, as the llama.cpp tokenizer does, so detokenizing
-on the hot path is a list lookup and multi-byte characters split across tokens come out whole
-(through ``TextAssembler``'s incremental UTF-8 decoder). The bytes follow the tokenizer's own
-convention: byte-level BPE (GPT-2, Qwen, Llama 3) maps each character back to a byte;
-SentencePiece (Llama 2, Mistral, Gemma) turns ``▁`` into a space and ``<0xNN>`` into the byte NN;
-added tokens are their own text.
+Every token's raw bytes are read once at load (``pampero.engines.pieces``), as the llama.cpp
+tokenizer does, so detokenizing on the hot path is a list lookup and multi-byte characters split
+across tokens come out whole (through ``TextAssembler``'s incremental UTF-8 decoder). The bytes
+follow the tokenizer's own convention: byte-level BPE (GPT-2, Qwen, Llama 3) maps each character
+back to a byte; SentencePiece (Llama 2, Mistral, Gemma) turns ``▁`` into a space and ``<0xNN>``
+into the byte NN; added tokens are their own text.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
+
+from pampero.engines.pieces import PieceTableTokenizer
 
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _FIM_NAMES = (
@@ -24,7 +26,7 @@ _FIM_NAMES = (
 )
 
 
-class HFTokenizer:
+class HFTokenizer(PieceTableTokenizer):
     """Implements ``pampero.engines.base.Tokenizer`` over a transformers tokenizer.
 
     ``vocab_size`` is the model's logits width, which may exceed the tokenizer's length (padding
@@ -34,12 +36,13 @@ class HFTokenizer:
 
     def __init__(self, tokenizer: Any, *, vocab_size: int, eog_ids: Iterable[int] = ()) -> None:
         self.hf = tokenizer
-        self.vocab_size = max(vocab_size, len(tokenizer))
-        self.pieces: list[bytes] = _pieces(tokenizer, self.vocab_size)
         decoder = tokenizer.added_tokens_decoder
-        self.special_ids = frozenset(
-            [i for i, added in decoder.items() if getattr(added, "special", False)]
-            + [i for i in tokenizer.all_special_ids if i is not None]
+        super().__init__(
+            _pieces(tokenizer, max(vocab_size, len(tokenizer))),
+            frozenset(
+                [i for i, added in decoder.items() if getattr(added, "special", False)]
+                + [i for i in tokenizer.all_special_ids if i is not None]
+            ),
         )
         eos = tokenizer.eos_token_id
         self.eog_token_ids = frozenset(
@@ -50,9 +53,6 @@ class HFTokenizer:
         self.bos_text: str | None = tokenizer.bos_token
         self.eos_text: str | None = tokenizer.eos_token
         self.fim_token_ids = _fim_ids(tokenizer)
-        self._special_texts = frozenset(
-            self.pieces[i].decode("utf-8", "replace") for i in self.special_ids if self.pieces[i]
-        )
 
     def encode(
         self, text: str, *, add_special: bool = False, parse_special: bool = True
@@ -63,25 +63,6 @@ class HFTokenizer:
             text, add_special_tokens=add_special, split_special_tokens=not parse_special
         )
         return list(encoded["input_ids"])
-
-    def decode(self, token_ids: Sequence[int], *, skip_special: bool = True) -> str:
-        pieces = self.pieces
-        special = self.special_ids
-        parts = [
-            pieces[t]
-            for t in token_ids
-            if 0 <= t < self.vocab_size and not (skip_special and t in special)
-        ]
-        return b"".join(parts).decode("utf-8", "replace")
-
-    def token_bytes(self, token_id: int) -> bytes:
-        return self.pieces[token_id]
-
-    def is_special(self, token_id: int) -> bool:
-        return token_id in self.special_ids
-
-    def special_texts(self) -> frozenset[str]:
-        return self._special_texts
 
 
 def _pieces(tokenizer: Any, size: int) -> list[bytes]:
