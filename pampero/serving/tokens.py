@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pampero.errors import UnsupportedParameter
+from pampero.media import image_parts
 from pampero.protocol import (
     DetokenizeRequest,
     Parsed,
@@ -30,6 +32,13 @@ class TokensService:
         served = self._model(request.model)
         tokenizer = served.engine.tokenizer
         if isinstance(request, TokenizeChatRequest):
+            parts = image_parts(request.messages)
+            if parts and served.engine.capabilities.supports_images:
+                raise UnsupportedParameter(
+                    "/tokenize does not expand images into the model's image tokens; a chat "
+                    "completion's usage.prompt_tokens counts them",
+                    param=parts[0][0],
+                )
             tokens = self.chat.prompter(served.id).chat_tokens(request)
         else:
             tokens = tokenizer.encode(request.prompt, add_special=request.add_special_tokens)
