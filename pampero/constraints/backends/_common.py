@@ -21,13 +21,35 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.validation import unenforced_keywords
+from pampero.constraints.validation import ignored_keywords, unenforced_keywords
 from pampero.constraints.vocab import TokenMasks
-from pampero.errors import UnsupportedParameter
+from pampero.errors import InvalidRequestError, UnsupportedParameter
 
 BoolMask = npt.NDArray[np.bool_]
 T = TypeVar("T")
 _CPP_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
+
+ANY_OBJECT = '{"type": "object"}'  # json_object: any JSON object
+# The structural core of JSON Schema, which the character- and regex-level backends enforce.
+CORE_KEYWORDS = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "enum",
+        "const",
+        "anyOf",
+        "allOf",
+        "$ref",
+    }
+)
 
 
 class MaskedMatcher(ABC):
@@ -137,13 +159,34 @@ def library(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def compile_refusal(
+    backend: str, spec: ConstraintSpec, error: BaseException | str
+) -> InvalidRequestError:
+    """The 400 for a spec the library would not compile: a grammar is the client's to fix
+    (``InvalidRequestError``); any other spec is one this backend cannot express
+    (``UnsupportedParameter``: ``auto`` tries the next backend)."""
+    exc = Exception(error) if isinstance(error, str) else error
+    message = f"{backend} cannot compile this {spec.kind}: {library_message(exc)}"
+    if spec.kind == "grammar":
+        return InvalidRequestError(message, param=spec.param)
+    return UnsupportedParameter(message, param=spec.param)
+
+
 def refuse_unenforced(spec: ConstraintSpec, backend: str, enforced: frozenset[str]) -> None:
     """Refuse a JSON schema that uses keywords outside what a backend ``enforced``."""
-    if spec.kind != "json_schema":
-        return
-    ignored = unenforced_keywords(spec.value, enforced)
-    if ignored:
+    if spec.kind == "json_schema":
+        _refuse_keywords(spec, backend, unenforced_keywords(spec.value, enforced))
+
+
+def refuse_ignored(spec: ConstraintSpec, backend: str, ignored: frozenset[str]) -> None:
+    """Refuse a JSON schema that uses keywords a backend accepts but ``ignored``."""
+    if spec.kind == "json_schema":
+        _refuse_keywords(spec, backend, ignored_keywords(spec.value, ignored))
+
+
+def _refuse_keywords(spec: ConstraintSpec, backend: str, keywords: list[str]) -> None:
+    if keywords:
         raise UnsupportedParameter(
-            f"{backend} does not enforce the JSON Schema keyword(s) {', '.join(ignored)}",
+            f"{backend} does not enforce the JSON Schema keyword(s) {', '.join(keywords)}",
             param=spec.param,
         )

@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from pampero.constraints.backends._common import (
+    ANY_OBJECT,
     BoolMask,
     MaskedMatcher,
     PackedBits,
     PerVocabulary,
+    compile_refusal,
     library,
-    library_message,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
 from pampero.constraints.validation import grammar_syntax
-from pampero.constraints.vocab import TokenMasks
-from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.constraints.vocab import TokenMasks, text_pieces
+from pampero.errors import InvalidRequestError
 
-_ANY_OBJECT = '{"type": "object"}'
 _MAX_PIECE = 64  # longest token the greedy tokenizer tries
 
 
@@ -46,8 +46,8 @@ class _GreedyTokenizer:
         self.tokens: Sequence[bytes] = pieces
         self.special_token_ids = sorted(closed - vocabulary.eos_ids)
         self._ids: dict[bytes, int] = {}
-        for i, piece in enumerate(pieces):
-            if piece and i not in closed:
+        for i, piece in enumerate(text_pieces(vocabulary)):
+            if piece:
                 self._ids.setdefault(piece, i)
 
     def __call__(self, text: bytes | str) -> list[int]:
@@ -137,10 +137,7 @@ class GuidanceBackend:
 
 
 def _refusal(spec: ConstraintSpec, error: str) -> InvalidRequestError:
-    message = f"guidance cannot compile this {spec.kind}: {library_message(Exception(error))}"
-    if spec.kind == "grammar":
-        return InvalidRequestError(message, param=spec.param)
-    return UnsupportedParameter(message, param=spec.param)
+    return compile_refusal(GuidanceBackend.name, spec, error)
 
 
 def _grammar_text(spec: ConstraintSpec) -> str:
@@ -165,7 +162,7 @@ def _json_schema(spec: ConstraintSpec) -> str:
 
 def _json_object(spec: ConstraintSpec) -> str:
     matcher = library("llguidance").LLMatcher
-    text: str = matcher.grammar_from_json_schema(_ANY_OBJECT, overrides=_json_options(spec))
+    text: str = matcher.grammar_from_json_schema(ANY_OBJECT, overrides=_json_options(spec))
     return text
 
 

@@ -26,39 +26,20 @@ from typing import Any
 import numpy as np
 
 from pampero.constraints.backends._common import (
+    CORE_KEYWORDS,
     BoolMask,
     MaskedMatcher,
     PerVocabulary,
+    compile_refusal,
     library,
-    library_message,
     refuse_unenforced,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.vocab import TokenMasks
-from pampero.errors import UnsupportedParameter
+from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # What lm-format-enforcer's JSON parser enforces; a schema using anything else is refused
 # rather than silently loosened.
-ENFORCED = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "enum",
-        "const",
-        "anyOf",
-        "allOf",
-        "$ref",
-    }
-)
-
+ENFORCED = CORE_KEYWORDS
 
 # lm-format-enforcer lets tokens holding control characters into JSON strings raw (invalid
 # JSON), so such tokens (newlines and tabs included) are left out.
@@ -79,10 +60,9 @@ class _Compiled:
 
 def _adapt(vocabulary: ConstraintVocabulary) -> _Vocab:
     lmfe = library("lmformatenforcer")
-    closed = vocabulary.special_ids | vocabulary.eos_ids
     regular: list[tuple[int, str, bool]] = []
-    for i, piece in enumerate(vocabulary.pieces):
-        if piece and i not in closed and not _CONTROL.search(piece):
+    for i, piece in enumerate(text_pieces(vocabulary)):
+        if piece and not _CONTROL.search(piece):
             try:
                 # Every token starts a new "word": pieces are exact bytes, nothing merges.
                 regular.append((i, piece.decode("utf-8"), True))
@@ -128,10 +108,7 @@ class FormatEnforcerBackend:
             enforcer = lmfe.TokenEnforcer(state.data, _PARSERS[spec.kind](lmfe, spec))
             _Matcher(_Compiled(enforcer, state.masks))._state()  # the first mask
         except Exception as exc:  # interegular's and pydantic's errors share no base class
-            raise UnsupportedParameter(
-                f"lm-format-enforcer cannot compile this {spec.kind}: {library_message(exc)}",
-                param=spec.param,
-            ) from None
+            raise compile_refusal(self.name, spec, exc) from None
         return _Compiled(enforcer, state.masks)
 
     def footprint(self, compiled: Any) -> int:

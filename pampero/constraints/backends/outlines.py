@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pampero.constraints.backends._common import (
+    CORE_KEYWORDS,
     BoolMask,
     MaskedMatcher,
     PackedBits,
     PerVocabulary,
+    compile_refusal,
     library,
-    library_message,
     refuse_unenforced,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.vocab import TokenMasks
-from pampero.errors import UnsupportedParameter
+from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # outlines-core's own translation of {"type": "object"} nests three levels of any-value and
 # takes ~12 s over a 150k-token vocabulary; values here nest one level (arrays and objects of
@@ -46,25 +46,7 @@ _ANY_OBJECT = {
 _ANY_OBJECT_TEXT = json.dumps(_ANY_OBJECT)
 # What outlines-core's JSON-Schema-to-regex translation enforces; a schema using anything else
 # (numeric bounds, uniqueItems, not, ...) would be silently loosened, so it is refused.
-ENFORCED = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "enum",
-        "const",
-        "anyOf",
-        "allOf",
-        "$ref",
-    }
-)
+ENFORCED = CORE_KEYWORDS
 _META = frozenset(".^$*+?()[]{}|\\#&-~")
 
 
@@ -83,10 +65,9 @@ class _Compiled:
 
 def _adapt(vocabulary: ConstraintVocabulary) -> _Vocab:
     masks = TokenMasks.of(vocabulary)
-    closed = vocabulary.special_ids | vocabulary.eos_ids
     ids: dict[bytes, list[int]] = {}
-    for i, piece in enumerate(vocabulary.pieces):
-        if piece and i not in closed:
+    for i, piece in enumerate(text_pieces(vocabulary)):
+        if piece:
             ids.setdefault(piece, []).append(i)
     return _Vocab(library("outlines_core").Vocabulary(masks.primary_eos, ids), masks)
 
@@ -119,10 +100,7 @@ class OutlinesBackend:
             regex = _REGEXES[spec.kind](spec)
             index = oc.Index(regex, self._vocab.get(vocabulary).vocabulary)
         except (ValueError, TypeError) as exc:
-            raise UnsupportedParameter(
-                f"outlines cannot compile this {spec.kind}: {library_message(exc)}",
-                param=spec.param,
-            ) from None
+            raise compile_refusal(self.name, spec, exc) from None
         return pickle.dumps(index)
 
     def load(self, artifact: Any, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> Any:

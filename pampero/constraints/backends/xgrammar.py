@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 
 from pampero.constraints.backends._common import (
+    ANY_OBJECT,
     BoolMask,
     MaskedMatcher,
     PackedBits,
     PerVocabulary,
+    compile_refusal,
     library,
-    library_message,
+    refuse_ignored,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.validation import grammar_syntax, ignored_keywords
+from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
-from pampero.errors import InvalidRequestError, UnsupportedParameter
 
-_ANY_OBJECT = '{"type": "object"}'
 # JSON Schema keywords xgrammar accepts but does not enforce: refused, never silently dropped.
 # (``oneOf`` is enforced as ``anyOf``: the same for the disjoint branches schemas use it for.)
 IGNORED = frozenset(
@@ -99,19 +99,12 @@ class XGrammarBackend:
 
     def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> str:
         compiler = self._vocab.get(vocabulary).compiler
-        if spec.kind == "json_schema" and (ignored := ignored_keywords(spec.value, IGNORED)):
-            raise UnsupportedParameter(
-                f"xgrammar does not enforce the JSON Schema keyword(s) {', '.join(ignored)}",
-                param=spec.param,
-            )
+        refuse_ignored(spec, self.name, IGNORED)
         build = _BUILDERS[spec.kind]
         try:
             compiled = build(compiler, spec)
         except (RuntimeError, ValueError) as exc:
-            message = f"xgrammar cannot compile this {spec.kind}: {library_message(exc)}"
-            if spec.kind == "grammar":
-                raise InvalidRequestError(message, param=spec.param) from None
-            raise UnsupportedParameter(message, param=spec.param) from None
+            raise compile_refusal(self.name, spec, exc) from None
         text: str = compiled.serialize_json()
         return text
 
@@ -133,7 +126,7 @@ def _json_schema(compiler: Any, spec: ConstraintSpec) -> Any:
 
 def _json_object(compiler: Any, spec: ConstraintSpec) -> Any:
     # Not strict: any keys, any values.
-    return compiler.compile_json_schema(_ANY_OBJECT, any_whitespace=True, strict_mode=False)
+    return compiler.compile_json_schema(ANY_OBJECT, any_whitespace=True, strict_mode=False)
 
 
 def _regex(compiler: Any, spec: ConstraintSpec) -> Any:
