@@ -179,7 +179,7 @@ class BeamSearch:
         for hypothesis in self.live:
             sequence = self.sequences[hypothesis.parent]
             sequence.tokens[:] = [*self.prompt, *hypothesis.tokens]
-            sequence.output_ids[:] = hypothesis.tokens
+            sequence.choice.output_ids[:] = hypothesis.tokens
             sequence.n_past = len(sequence.tokens) - 1
             sequence.phase = Phase.DECODE
         for index, sequence in enumerate(self.sequences):
@@ -191,22 +191,19 @@ class BeamSearch:
         pool = sorted([*self.finished, *self.live], key=lambda h: h.score(penalty), reverse=True)
         for index, sequence in enumerate(self.sequences):
             sequence.phase = Phase.DONE
+            choice = sequence.choice
             if index >= len(pool):
-                sequence.finish_reason = "stop"
+                choice.finish("stop")
                 continue
             best = pool[index]
             tokens = best.tokens
             if best.finish_reason == "stop_eos" and not self.params.include_stop_str_in_output:
                 tokens = tokens[:-1]
-            sequence.text = self._text(tokens)
+            choice.text = self._text(tokens)
             if isinstance(best.stop_reason, str):
-                sequence.text.find_stop(0)
-            sequence.pending_ids = list(best.tokens)
-            sequence.pending_logprobs = best.logprobs
-            sequence.output_ids[:] = best.tokens
-            sequence.finish_reason = (
-                "stop" if best.finish_reason == "stop_eos" else best.finish_reason
-            )
-            sequence.stop_reason = best.stop_reason
-            if best.finish_reason is None:
-                sequence.finish_reason = "length"
+                choice.text.find_stop(0)
+            choice.pending_ids = list(best.tokens)
+            choice.pending_logprobs = best.logprobs
+            choice.output_ids[:] = best.tokens
+            reason = best.finish_reason or "length"
+            choice.finish("stop" if reason == "stop_eos" else reason, best.stop_reason)

@@ -49,6 +49,19 @@ class ChoiceVocabulary:
     eog_ids: frozenset[int]
 
 
+def new_text(params: SamplingParams, vocab: ChoiceVocabulary) -> TextAssembler:
+    """An empty text for one choice of a request with ``params``."""
+    return TextAssembler(
+        vocab.pieces,
+        vocab.special_ids,
+        stop=params.stop,
+        include_stop=params.include_stop_str_in_output,
+        skip_special=params.skip_special_tokens,
+        spaces_between_special=params.spaces_between_special_tokens,
+        keep=params.keep_special_ids,
+    )
+
+
 @dataclass
 class ChoiceOutput:
     index: int
@@ -87,15 +100,7 @@ class ChoiceOutput:
                 end_ids=vocab.eog_ids,
                 choice_index=index,
             ),
-            text=TextAssembler(
-                vocab.pieces,
-                vocab.special_ids,
-                stop=params.stop,
-                include_stop=params.include_stop_str_in_output,
-                skip_special=params.skip_special_tokens,
-                spaces_between_special=params.spaces_between_special_tokens,
-                keep=params.keep_special_ids,
-            ),
+            text=new_text(params, vocab),
             eog_ids=vocab.eog_ids,
             n_prompt=len(prompt_ids),
             n_ctx=n_ctx,

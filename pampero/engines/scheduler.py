@@ -20,7 +20,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,10 +31,10 @@ from pampero.engines.base import (
     EngineEvent,
     EngineStats,
     GenerationRequest,
-    SamplingParams,
     TokenLogprob,
 )
 from pampero.engines.beam import BeamSearch
+from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary, new_text
 from pampero.engines.sequence import IMAGE_CELL, ActiveRequest, Phase, Sequence, Sink
 from pampero.errors import (
     ContextLengthExceeded,
@@ -44,9 +43,7 @@ from pampero.errors import (
     Overloaded,
     PamperoError,
 )
-from pampero.sampling.constraint import Progress
-from pampero.sampling.sampler import Sampler, logprobs_of
-from pampero.sampling.text import TextAssembler
+from pampero.sampling.sampler import logprobs_of
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +73,7 @@ class BatchRunner(Protocol):
     def seq_copy(self, src: int, dst: int, end: int = -1) -> None: ...
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    pieces: Seq[bytes]
-    special_ids: frozenset[int]
-    eog_ids: frozenset[int]
+Vocabulary = ChoiceVocabulary  # token bytes, control and end-of-generation tokens
 
 
 @dataclass
@@ -325,24 +318,13 @@ class Scheduler:
                 params,
                 end_ids=self.vocab.eog_ids,
                 n_ctx=self.runner.n_ctx_seq,
-                new_text=lambda: self._text_assembler(params),
+                new_text=lambda: new_text(params, self.vocab),
                 copy_kv=self._copy_kv,
             )
 
     def _copy_kv(self, src: int, dst: int) -> None:
         self.runner.seq_remove(dst)
         self.runner.seq_copy(src, dst)
-
-    def _text_assembler(self, params: SamplingParams) -> TextAssembler:
-        return TextAssembler(
-            self.vocab.pieces,
-            self.vocab.special_ids,
-            stop=params.stop,
-            include_stop=params.include_stop_str_in_output,
-            skip_special=params.skip_special_tokens,
-            spaces_between_special=params.spaces_between_special_tokens,
-            keep=params.keep_special_ids,
-        )
 
     def _reuse_prefix(self, primary: _Slot, prompt: list[int]) -> int:
         """Put the longest available cached prefix of ``prompt`` into ``primary``'s KV."""
@@ -369,19 +351,17 @@ class Scheduler:
         slot.n_cached = n_past
         return Sequence(
             request=request,
-            index=index,
             slot=slot.seq_id,
             tokens=slot.tokens,
-            n_prompt=len(prompt),
             n_past=n_past,
-            sampler=Sampler(
+            choice=ChoiceOutput.start(
                 params,
                 prompt,
+                self.vocab,
                 vocab_size=self.runner.n_vocab,
-                end_ids=self.vocab.eog_ids,
-                choice_index=index,
+                n_ctx=self.runner.n_ctx_seq,
+                index=index,
             ),
-            text=self._text_assembler(params),
             phase=Phase.PREFILL if index == 0 else Phase.WAITING_SIBLING,
         )
 
@@ -536,48 +516,13 @@ class Scheduler:
             self._append(sibling, sibling.sampler.choose(row, sibling.output_ids), row)
 
     def _append(self, s: Sequence, token: int, row: npt.NDArray[np.float32]) -> None:
-        params = s.request.generation.sampling
-        if token < 0:  # nothing was allowed: the constraint and the parameters contradict
-            self._finish(s, "stop", None)
-            return
-        constraint = s.sampler.constraint
-        progress = constraint.advance(token) if constraint is not None else Progress.CONTINUE
-        if params.logprobs is not None:
-            s.pending_logprobs.append(logprobs_of(row, token, params.logprobs))
-        s.tokens.append(token)
-        s.output_ids.append(token)
-        s.pending_ids.append(token)
+        """Give a sampled token to the sequence's choice (stops, constraint, text)."""
+        s.choice.append(token, row)
+        if token >= 0:
+            s.tokens.append(token)
         self._slots[s.slot].n_cached = s.n_past
-        self._check_stops(s, token, params)
-        if s.phase is Phase.DONE:
-            return
-        if progress is Progress.COMPLETE:
-            self._finish(s, "stop", None)
-            return
-        limit = params.max_tokens
-        if (limit is not None and len(s.output_ids) >= limit) or len(
-            s.tokens
-        ) >= self.runner.n_ctx_seq:
-            self._finish(s, "length", None)
-
-    def _check_stops(self, s: Sequence, token: int, params: SamplingParams) -> None:
-        if token in self.vocab.eog_ids and not params.ignore_eos:
-            self._finish(s, "stop", None)
-        elif token in params.stop_token_ids:
-            if params.include_stop_str_in_output:
-                s.text.add(token)
-            self._finish(s, "stop", token)
-        else:
-            before = len(s.text.text)
-            s.text.add(token)
-            stop = s.text.find_stop(before) if len(s.output_ids) >= params.min_tokens else None
-            if stop is not None:
-                self._finish(s, "stop", stop)
-
-    def _finish(self, s: Sequence, reason: str, stop_reason: str | int | None) -> None:
-        s.phase = Phase.DONE
-        s.finish_reason = reason
-        s.stop_reason = stop_reason
+        if s.choice.done:
+            s.phase = Phase.DONE
 
     def _collect(self) -> None:
         """Queue each running request's deltas for this step; retire finished requests."""

@@ -13,8 +13,8 @@ from pampero.engines.base import (
     SequenceDelta,
     TokenLogprob,
 )
+from pampero.engines.choice import ChoiceOutput
 from pampero.sampling.sampler import Sampler
-from pampero.sampling.text import TextAssembler
 
 if TYPE_CHECKING:
     from pampero.engines.beam import BeamSearch
@@ -33,44 +33,37 @@ class Phase(enum.Enum):
 
 @dataclass
 class Sequence:
-    """One choice of a request: its KV slot, its tokens and its output so far."""
+    """One choice of a request: its KV slot and tokens, and its output (``choice``)."""
 
     request: ActiveRequest
-    index: int
     slot: int
     tokens: list[int]  # prompt + generated; KV holds tokens[:n_past]
-    n_prompt: int
     n_past: int
-    sampler: Sampler
-    text: TextAssembler
+    choice: ChoiceOutput
     phase: Phase = Phase.PREFILL
     # Positions are token indices minus this: an image's embeddings can take fewer positions
     # than KV cells (M-RoPE), so text after it starts earlier.
     pos_shift: int = 0
-    output_ids: list[int] = field(default_factory=list)
-    pending_ids: list[int] = field(default_factory=list)
-    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish_reason: str | None = None
-    stop_reason: str | int | None = None
+
+    @property
+    def index(self) -> int:
+        return self.choice.index
+
+    @property
+    def n_prompt(self) -> int:
+        return self.choice.n_prompt
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.choice.sampler
+
+    @property
+    def output_ids(self) -> list[int]:
+        return self.choice.output_ids
 
     def delta(self) -> SequenceDelta | None:
         """What this sequence produced since the last delta, or None if nothing."""
-        final = self.phase is Phase.DONE
-        text = self.text.take(final)
-        if not (text or self.pending_ids or final):
-            return None
-        wants_logprobs = self.request.generation.sampling.logprobs is not None
-        out = SequenceDelta(
-            index=self.index,
-            text=text,
-            token_ids=self.pending_ids,
-            logprobs=self.pending_logprobs if wants_logprobs else None,
-            finish_reason=self.finish_reason if final else None,
-            stop_reason=self.stop_reason if final else None,
-        )
-        self.pending_ids = []
-        self.pending_logprobs = []
-        return out
+        return self.choice.delta()
 
 
 @dataclass
