@@ -93,7 +93,9 @@ def constraint_spec(request: StructuredOutputFields) -> ConstraintSpec | None:
         _from_response_format(request) or _from_guided(request) or _from_structured_outputs(request)
     )
     so = request.structured_outputs
-    whitespace = request.guided_whitespace_pattern or (so.whitespace_pattern if so else None)
+    whitespace = request.guided_whitespace_pattern
+    if whitespace is None and so is not None:
+        whitespace = so.whitespace_pattern  # "" is a pattern (no whitespace), not an absence
     backend = request.guided_decoding_backend
     if spec is None:
         for name, value in (
