@@ -17,6 +17,7 @@ import orjson
 
 from pampero.constraints.base import CompiledConstraint, ConstraintSpec
 from pampero.constraints.compiler import ConstraintCompiler
+from pampero.constraints.validation import DEFAULT_LIMITS
 from pampero.constraints.vocab import vocabulary_from_tokenizer
 from pampero.engines.base import SamplingParams
 from pampero.errors import InvalidRequestError, UnsupportedParameter
@@ -24,10 +25,15 @@ from pampero.protocol.structured import StructuredOutputFields
 from pampero.serving.hub import ServedModel
 
 
-def _schema_text(schema: dict[str, Any]) -> str:
+def _schema_text(schema: dict[str, Any], param: str) -> str:
     # Key order is kept: backends generate properties in the schema's order, which clients
     # expect. (Equal schemas written in another order get their own cache entry.)
-    return orjson.dumps(schema).decode()
+    try:
+        return orjson.dumps(schema).decode()
+    except orjson.JSONEncodeError:  # orjson stops at 254 levels, far past the limit
+        raise InvalidRequestError(
+            f"the JSON schema nests deeper than {DEFAULT_LIMITS.max_nesting} levels", param=param
+        ) from None
 
 
 def _grammar(value: str, param: str) -> ConstraintSpec:
@@ -48,14 +54,18 @@ def _from_response_format(request: StructuredOutputFields) -> ConstraintSpec | N
             param="response_format.json_schema.schema",
         )
     return ConstraintSpec(
-        kind="json_schema", value=_schema_text(schema), param="response_format.json_schema.schema"
+        kind="json_schema",
+        value=_schema_text(schema, "response_format.json_schema.schema"),
+        param="response_format.json_schema.schema",
     )
 
 
 def _from_guided(request: StructuredOutputFields) -> ConstraintSpec | None:
     if request.guided_json is not None:
         return ConstraintSpec(
-            kind="json_schema", value=_schema_text(request.guided_json), param="guided_json"
+            kind="json_schema",
+            value=_schema_text(request.guided_json, "guided_json"),
+            param="guided_json",
         )
     if request.guided_regex is not None:
         return ConstraintSpec(kind="regex", value=request.guided_regex, param="guided_regex")
@@ -74,7 +84,9 @@ def _from_structured_outputs(request: StructuredOutputFields) -> ConstraintSpec 
         return None
     if so.json_ is not None:
         return ConstraintSpec(
-            kind="json_schema", value=_schema_text(so.json_), param="structured_outputs.json"
+            kind="json_schema",
+            value=_schema_text(so.json_, "structured_outputs.json"),
+            param="structured_outputs.json",
         )
     if so.regex is not None:
         return ConstraintSpec(kind="regex", value=so.regex, param="structured_outputs.regex")
