@@ -103,9 +103,17 @@ class ChatCompletionRequest(ChatTemplateFields, StructuredOutputFields, Generati
 
     @property
     def resolved_tool_choice(self) -> Literal["none", "auto", "required"] | NamedToolChoice:
-        """``tool_choice`` with OpenAI's default filled in: ``auto`` when tools are given."""
+        """``tool_choice`` with OpenAI's default filled in: ``auto`` when tools are given. The
+        legacy ``functions`` / ``function_call`` pair maps onto it the same way."""
         if self.tool_choice is not None:
             return self.tool_choice
+        if self.functions:
+            legacy = self.function_call
+            if legacy is None:
+                return "auto"
+            if isinstance(legacy, str):
+                return legacy
+            return NamedToolChoice(type="function", function=legacy)
         return "auto" if self.tools else "none"
 
     @model_validator(mode="after")

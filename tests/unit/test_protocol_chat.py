@@ -293,6 +293,17 @@ def test_tool_choice_forms() -> None:
     assert named.tool_choice.function.name == "get_weather"
 
 
+def test_legacy_function_call_resolves_like_tool_choice() -> None:
+    functions = [TOOL["function"]]
+    assert parse(functions=functions).resolved_tool_choice == "auto"
+    assert parse(functions=functions, function_call="none").resolved_tool_choice == "none"
+    assert parse(functions=functions, function_call="auto").resolved_tool_choice == "auto"
+    forced = parse(functions=functions, function_call={"name": "get_weather"})
+    choice = forced.resolved_tool_choice
+    assert not isinstance(choice, str)
+    assert choice.function.name == "get_weather"
+
+
 @pytest.mark.parametrize(
     ("choice", "param", "fragment"),
     [
