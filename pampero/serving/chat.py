@@ -108,7 +108,9 @@ class ChatService:
         spec = plan.spec or constraint_spec(request)
         if spec is not None:
             compiled = await self.context.constraints.compile(served, spec, params)
-            params.constraint = when_to_constrain(plan, compiled, served.engine.tokenizer)
+            params.constraint = when_to_constrain(
+                plan, compiled, served.engine.tokenizer, param=spec.param
+            )
 
 
 def _image_marker(request: ChatCompletionRequest, served: ServedModel) -> str | None:

@@ -134,13 +134,14 @@ def plan_tools(
 
 
 def when_to_constrain(
-    plan: ToolPlan, compiled: ConstraintSource, tokenizer: Tokenizer
+    plan: ToolPlan, compiled: ConstraintSource, tokenizer: Tokenizer, *, param: str
 ) -> ConstraintSource:
-    """Wrap a compiled constraint so that it binds the right part of the output."""
+    """Wrap a compiled constraint so that it binds the right part of the output; ``param``
+    names the request field the constraint came from, for the 400 when it cannot."""
     if plan.lazy_tool_call:
         return LazyConstraint(
             compiled,
-            trigger_ids=_one_token(_HERMES_OPEN, tokenizer),
+            trigger_ids=_one_token(_HERMES_OPEN, tokenizer, param),
             armed_at_start=False,
             rearm=True,
         )
@@ -152,7 +153,7 @@ def when_to_constrain(
     tail = plan.prompt_text.rstrip()
     if tail.endswith(open_tag) or getattr(parser, "starts_open", False):
         return LazyConstraint(
-            compiled, trigger_ids=_one_token(close_tag, tokenizer), armed_at_start=False
+            compiled, trigger_ids=_one_token(close_tag, tokenizer, param), armed_at_start=False
         )
     if tail.endswith(close_tag) or plan.enable_thinking is False:
         return compiled
@@ -160,8 +161,8 @@ def when_to_constrain(
     # postpones the constraint until the reasoning closes.
     return LazyConstraint(
         compiled,
-        trigger_ids=_one_token(close_tag, tokenizer),
-        escape_ids=_one_token(open_tag, tokenizer),
+        trigger_ids=_one_token(close_tag, tokenizer, param),
+        escape_ids=_one_token(open_tag, tokenizer, param),
     )
 
 
@@ -276,11 +277,11 @@ def _single_tokens(markers: tuple[str, ...], tokenizer: Tokenizer) -> list[int]:
     return ids
 
 
-def _one_token(text: str, tokenizer: Tokenizer) -> frozenset[int]:
+def _one_token(text: str, tokenizer: Tokenizer, param: str) -> frozenset[int]:
     tokens = tokenizer.encode(text)
     if len(tokens) != 1:
         raise UnsupportedParameter(
             f"this model writes {text!r} as several tokens, so a constraint cannot wait for it",
-            param="response_format",
+            param=param,
         )
     return frozenset(tokens)
