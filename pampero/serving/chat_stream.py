@@ -15,18 +15,14 @@ from pampero.protocol import ChatCompletionRequest
 from pampero.serving.generation import Choice, Generation
 from pampero.serving.responses import Envelope, TokenNames, chat_logprobs, prompt_logprobs_body
 from pampero.serving.sse import DONE, event
-from pampero.serving.tools import ToolPlan
+from pampero.serving.tools import ToolPlan, final_message_text
 
 
 def echo_prefix(request: ChatCompletionRequest) -> str:
     """vLLM's ``echo``: the final assistant message the model continues, repeated."""
-    last = request.messages[-1]
-    if not request.echo or last.role != "assistant":
+    if not request.echo or request.messages[-1].role != "assistant":
         return ""
-    content = getattr(last, "content", None)
-    if isinstance(content, str):
-        return content
-    return "".join(getattr(part, "text", "") for part in content or [])
+    return final_message_text(request)
 
 
 def _finish_reason(request: ChatCompletionRequest, reason: str | None, calls: bool) -> str | None:

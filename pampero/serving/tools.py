@@ -113,7 +113,7 @@ def plan_tools(
     plan = ToolPlan(
         tool_parser=None,
         reasoning_parser=reasoning_name,
-        prompt_text=prompt_text,
+        prompt_text=_as_reasoning_sees_it(request, prompt_text, reasoning_name),
         enable_thinking=kwargs.get("enable_thinking"),
         include_reasoning=request.include_reasoning,
     )
@@ -131,6 +131,38 @@ def plan_tools(
     markers = tool_parser(parser_name).markers if plan.tool_parser and parser_name else ()
     plan.keep_ids = frozenset(_single_tokens(markers, tokenizer))
     return plan
+
+
+def final_message_text(request: ChatCompletionRequest) -> str:
+    """The text of the request's last message (its text parts, joined)."""
+    content = getattr(request.messages[-1], "content", None)
+    if isinstance(content, str):
+        return content
+    return "".join(getattr(part, "text", "") for part in content or [])
+
+
+def _as_reasoning_sees_it(
+    request: ChatCompletionRequest, prompt_text: str, reasoning_name: str | None
+) -> str:
+    """The prompt, as far as the reasoning parser and constraints should read it.
+
+    A continued final message that opened the reasoning and has not closed it
+    (``<think>\nThe user wants...``) is continued inside the reasoning, just as a prompt that
+    ends in the opening tag: the prompt is cut right after that tag, so the parsers see where
+    the reasoning began. The rendered prompt ends with that message's text (stripped).
+    """
+    if reasoning_name is None or not request.continue_final_message:
+        return prompt_text
+    parser = reasoning_parser(reasoning_name)
+    open_tag: str = getattr(parser, "open_tag", "<think>")
+    close_tag: str = getattr(parser, "close_tag", _REASONING_END)
+    final = final_message_text(request).strip()
+    if not prompt_text.endswith(final):
+        return prompt_text
+    opened = final.rfind(open_tag)
+    if opened < 0 or close_tag in final[opened:]:
+        return prompt_text
+    return prompt_text[: len(prompt_text) - len(final) + opened + len(open_tag)]
 
 
 def when_to_constrain(
