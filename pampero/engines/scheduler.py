@@ -192,6 +192,7 @@ class Scheduler:
             self._drain_inbox(block=not self._running and not self._waiting, stop=stop)
             self._admit()
             if not self._running:
+                self._flush()  # a request refused at admission (its images) still hears back
                 continue
             try:
                 self._step()
