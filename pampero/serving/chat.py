@@ -72,6 +72,8 @@ class ChatService:
         names = TokenNames(engine.tokenizer, as_ids=request.return_tokens_as_token_ids)
         headers = ignored_header([*parsed.ignored, *no_effect_fields(request)])
         if request.stream:
+            if images:  # see Generation.wait_started
+                await generation.wait_started()
             streamer = ChatStreamer(request, envelope, names, generation, plan)
             return Result(stream=stream_errors(streamer.chunks()), headers=headers)
         await generation.run()

@@ -51,22 +51,48 @@ class Generation:
         self.choices = [Choice(i) for i in range(request.sampling.n)]
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self._stream = served.engine.generate(request)
+        self._head: list[EngineEvent] = []  # taken by ``wait_started``, not yet yielded
         self._last_token_at: float | None = None
+
+    async def wait_started(self) -> None:
+        """Wait for the engine's first event (``events`` still yields it first).
+
+        For a stream whose prompt holds images: only the engine learns how long such a prompt
+        is, once it has expanded the images, so a prompt too long for the context fails then.
+        Waiting here, before the response's first byte, keeps that failure a 400 rather than
+        an error event inside a 200 stream."""
+        try:
+            self._head.append(await anext(aiter(self._stream)))
+        except StopAsyncIteration:
+            pass
+        except BaseException:
+            await self._close()
+            raise
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         """Engine events, each already folded into ``choices`` and ``usage``."""
         model = self.served.id
         try:
-            async for event in self._stream:
+            async for event in self._engine_events():
                 self._observe(event, model)
                 for delta in event.deltas:
                     self.choices[delta.index].absorb(delta)
                 yield event
         finally:
-            aclose = getattr(self._stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self.metrics.request_latency.labels(model).observe(time.perf_counter() - self.arrival)
+            await self._close()
+
+    async def _engine_events(self) -> AsyncIterator[EngineEvent]:
+        while self._head:
+            yield self._head.pop(0)
+        async for event in self._stream:
+            yield event
+
+    async def _close(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        latency = time.perf_counter() - self.arrival
+        self.metrics.request_latency.labels(self.served.id).observe(latency)
 
     async def run(self) -> None:
         """Consume every event (non-streaming)."""
