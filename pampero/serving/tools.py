@@ -253,10 +253,19 @@ def _call_schema(function: dict[str, Any], arguments_key: str) -> dict[str, Any]
     }
 
 
+def _schema_json(schema: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(schema).decode()
+    except orjson.JSONEncodeError:  # orjson stops at 254 levels; constraints allow 128
+        raise InvalidRequestError(
+            "a function's parameters schema nests too deep to be enforced", param="tools"
+        ) from None
+
+
 def _one_of_calls(functions: list[dict[str, Any]], arguments_key: str) -> str:
     schemas = [_call_schema(f, arguments_key) for f in functions]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    return orjson.dumps(schema).decode()
+    return _schema_json(schema)
 
 
 def _grammar_spec(
@@ -294,7 +303,7 @@ def _hermes_call_body(functions: list[dict[str, Any]]) -> ConstraintSpec:
         for f in functions
     ]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    grammar = f'start: "\\n" %json {orjson.dumps(schema).decode()} "\\n</tool_call>"\n'
+    grammar = f'start: "\\n" %json {_schema_json(schema)} "\\n</tool_call>"\n'
     return ConstraintSpec(
         kind="grammar", value=grammar, param="tools", grammar_syntax="lark", backend="guidance"
     )
