@@ -1,5 +1,5 @@
-"""What the end-to-end tests share: starting ``pampero serve``, and an HTTP client whose every
-answer is checked against OpenAI's spec.
+"""What the end-to-end tests share: starting ``pampero serve``, an HTTP client whose every
+answer is checked against OpenAI's spec, and running documented snippets (``run_snippets``).
 
 ``Api`` checks responses with ``tests/spec/validate.py``, allowing exactly the extra fields
 pampero is meant to add (vLLM's ``reasoning_content``/``reasoning``, ``stop_reason``,
@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,8 +237,8 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def api(self, *, key: str | None = None) -> Api:
-        return Api(self.url, key=key)
+    def api(self, *, key: str | None = None, model: str = MODEL_ID) -> Api:
+        return Api(self.url, key=key, model=model)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -244,6 +248,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+Launcher = Callable[..., AbstractContextManager[Server]]
+"""The ``launch`` fixture: ``with launch("--strict-params", env={...}, host=...) as server``."""
 
 
 def pampero_environment() -> dict[str, str]:
@@ -291,3 +299,48 @@ def _wait_healthy(server: Server) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+# How a documented snippet runs: python -c, node -e, or bash -c for the curl commands.
+SNIPPET_RUNNERS = {"python": [sys.executable, "-c"], "node": ["node", "-e"], "curl": ["bash", "-c"]}
+_SNIPPET_NEEDS = {"python": sys.executable, "node": "node", "curl": "curl"}
+
+
+@dataclass
+class SnippetRun:
+    stdout: str
+    stderr: str
+    returncode: int
+
+    def ok(self) -> str:
+        assert self.returncode == 0, f"exit {self.returncode}\n{self.stderr[-3000:]}"
+        return self.stdout
+
+
+def run_snippets(
+    snippets: Mapping[str, tuple[str, str]],
+    replacements: Mapping[str, str],
+    env: Mapping[str, str],
+) -> dict[str, SnippetRun | None]:
+    """Run every ``name -> (runner, code)`` snippet at once (one batch for the server), each
+    with ``replacements`` applied to its text; None for a snippet whose runner is missing."""
+    environment = {**env, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+    def run(item: tuple[str, tuple[str, str]]) -> tuple[str, SnippetRun | None]:
+        name, (kind, code) = item
+        if shutil.which(_SNIPPET_NEEDS[kind]) is None:
+            return name, None
+        for old, new in replacements.items():
+            code = code.replace(old, new)
+        done = subprocess.run(
+            [*SNIPPET_RUNNERS[kind], code],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        return name, SnippetRun(done.stdout, done.stderr, done.returncode)
+
+    with ThreadPoolExecutor(max_workers=len(snippets)) as pool:
+        return dict(pool.map(run, snippets.items()))

@@ -71,6 +71,7 @@ class Choice:
     """What one streamed choice said."""
 
     text: str = ""
+    reasoning: str = ""  # vLLM's reasoning_content deltas, concatenated
     finish_reason: str | None = None
     stop_reason: str | int | None = None
     logprobs: list[Any] = field(default_factory=list)
@@ -80,6 +81,7 @@ class Choice:
 class StreamResult:
     choices: dict[int, Choice]
     usage: dict[str, Any] | None
+    events: list[dict[str, Any]] = field(default_factory=list)  # every chunk, in order
 
     def texts(self) -> list[str]:
         return [self.choices[i].text for i in sorted(self.choices)]
@@ -136,6 +138,7 @@ def chat_stream(events: list[dict[str, Any]], *, n: int = 1, include_usage: bool
             choice = choices[index]
             assert choice.finish_reason is None, f"choice {index} continues after finishing"
             choice.text += delta.get("content") or ""
+            choice.reasoning += delta.get("reasoning_content") or ""
             if item.get("logprobs"):
                 choice.logprobs.extend(item["logprobs"]["content"])
             if item["finish_reason"] is not None:
@@ -143,7 +146,7 @@ def chat_stream(events: list[dict[str, Any]], *, n: int = 1, include_usage: bool
     assert sorted(choices) == list(range(n)), f"choice indices {sorted(choices)} for n={n}"
     for index, choice in choices.items():
         assert choice.finish_reason is not None, f"choice {index} never finished"
-    return StreamResult(choices, usage)
+    return StreamResult(choices, usage, events)
 
 
 def completion_stream(

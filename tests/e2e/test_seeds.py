@@ -14,16 +14,11 @@ import ast
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 
 from tests.e2e import sse
-from tests.e2e.harness import CHUNK_EXTRAS, MODEL_ID, check_chat
+from tests.e2e.harness import CHUNK_EXTRAS, MODEL_ID, check_chat, run_snippets
 from tests.e2e.seed_snippets import SNIPPETS
 from tests.spec.validate import validate_against
 
@@ -35,46 +30,14 @@ HOSTS = (
     "https://api.x.ai",
     "https://models.inference.ai.azure.com",
 )
-RUNNERS = {"python": [sys.executable, "-c"], "node": ["node", "-e"], "curl": ["bash", "-c"]}
-NEEDS = {"python": sys.executable, "node": "node", "curl": "curl"}
-
-
-@dataclass
-class Run:
-    stdout: str
-    stderr: str
-    returncode: int
-
-    def ok(self) -> str:
-        assert self.returncode == 0, f"exit {self.returncode}\n{self.stderr[-3000:]}"
-        return self.stdout
 
 
 @pytest.fixture(scope="module")
 def runs(keyed_server, api_key):
-    env = {
-        **os.environ,
-        "OFOX_API_KEY": api_key,
-        "XAI_API_KEY": api_key,
-        "GITHUB_TOKEN": api_key,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-
-    def run(item):
-        name, (kind, code) = item
-        if shutil.which(NEEDS[kind]) is None:
-            return name, None
-        for host in HOSTS:
-            code = code.replace(host, keyed_server.url)
-        code = code.replace("tu_clave_api", api_key)
-        done = subprocess.run(
-            [*RUNNERS[kind], code], env=env, capture_output=True, text=True, timeout=600
-        )
-        return name, Run(done.stdout, done.stderr, done.returncode)
-
-    with ThreadPoolExecutor(max_workers=len(SNIPPETS)) as pool:
-        return dict(pool.map(run, SNIPPETS.items()))
+    env = {**os.environ, "OFOX_API_KEY": api_key, "XAI_API_KEY": api_key, "GITHUB_TOKEN": api_key}
+    replacements = {host: keyed_server.url for host in HOSTS}
+    replacements["tu_clave_api"] = api_key
+    return run_snippets(SNIPPETS, replacements, env)
 
 
 @pytest.fixture(scope="module")
