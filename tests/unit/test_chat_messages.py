@@ -25,8 +25,14 @@ def refusal(messages: Any) -> InvalidRequestError:
 
 
 def test_text_parts_are_joined_by_newlines() -> None:
-    [message] = normalize([{"role": "user", "content": [
-        {"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}])
+    [message] = normalize(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
+            }
+        ]
+    )
     assert message == {"role": "user", "content": "one\ntwo"}
 
 
@@ -40,8 +46,12 @@ def test_text_parts_are_joined_by_newlines() -> None:
     ],
 )
 def test_media_parts_are_refused_by_default(part: dict[str, Any], modality: str) -> None:
-    error = refusal([{"role": "system", "content": "s"},
-                     {"role": "user", "content": [{"type": "text", "text": "see"}, part]}])
+    error = refusal(
+        [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": [{"type": "text", "text": "see"}, part]},
+        ]
+    )
     assert error.message == f"Model tiny does not accept {modality} input."
     assert error.param == "messages[1].content[1]"
 
@@ -55,7 +65,8 @@ def test_a_media_handler_supplies_the_text_that_stands_for_a_part() -> None:
 
     [message] = normalize_messages(
         [{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is it?"}]}],
-        media=placeholder, developer_role=False,
+        media=placeholder,
+        developer_role=False,
     )
     assert message["content"] == "<image>\nWhat is it?"
     assert seen == [(IMAGE, "messages[0].content[0]")]
@@ -63,30 +74,39 @@ def test_a_media_handler_supplies_the_text_that_stands_for_a_part() -> None:
 
 def test_unknown_part_type_and_bad_text() -> None:
     assert refusal([{"role": "user", "content": [{"type": "hologram"}]}]).param == (
-        "messages[0].content[0].type")
+        "messages[0].content[0].type"
+    )
     assert refusal([{"role": "user", "content": [{"type": "text", "text": 3}]}]).param == (
-        "messages[0].content[0].text")
+        "messages[0].content[0].text"
+    )
     assert refusal([{"role": "user", "content": ["bare"]}]).param == "messages[0].content[0]"
     assert refusal([{"role": "user", "content": 7}]).param == "messages[0].content"
 
 
 def test_refusal_parts_and_refusal_only_turns_are_text() -> None:
-    messages = normalize([
-        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
-        {"role": "assistant", "content": None, "refusal": "No."},
-    ])
+    messages = normalize(
+        [
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
+            {"role": "assistant", "content": None, "refusal": "No."},
+        ]
+    )
     assert [m["content"] for m in messages] == ["I can't.", "No."]
 
 
 def test_roles() -> None:
-    messages = normalize([
-        {"role": "developer", "content": "d"},
-        {"role": "function", "name": "lookup", "content": "{}"},
-    ])
-    assert messages == [{"role": "system", "content": "d"},
-                        {"role": "tool", "content": "{}", "name": "lookup"}]
+    messages = normalize(
+        [
+            {"role": "developer", "content": "d"},
+            {"role": "function", "name": "lookup", "content": "{}"},
+        ]
+    )
+    assert messages == [
+        {"role": "system", "content": "d"},
+        {"role": "tool", "content": "{}", "name": "lookup"},
+    ]
     assert normalize([{"role": "developer", "content": "d"}], developer_role=True)[0]["role"] == (
-        "developer")
+        "developer"
+    )
     assert refusal([{"role": "wizard", "content": "x"}]).param == "messages[0].role"
     assert refusal([{"content": "x"}]).param == "messages[0].role"
     assert refusal(["hi"]).param == "messages[0]"
@@ -94,8 +114,9 @@ def test_roles() -> None:
 
 
 def test_developer_role_follows_the_template() -> None:
-    knows = ChatTemplate("{% for m in messages %}{% if m.role == 'developer' %}D:{% endif %}"
-                         "{{ m.role }}{% endfor %}")
+    knows = ChatTemplate(
+        "{% for m in messages %}{% if m.role == 'developer' %}D:{% endif %}{{ m.role }}{% endfor %}"
+    )
     plain = ChatTemplate("{% for m in messages %}{{ m.role }}{% endfor %}")
     developer = [{"role": "developer", "content": "x"}]
     assert knows.knows_developer_role and not plain.knows_developer_role
@@ -104,19 +125,43 @@ def test_developer_role_follows_the_template() -> None:
 
 
 def test_tool_call_arguments_are_parsed_for_the_template() -> None:
-    [message] = normalize([{"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function",
-         "function": {"name": "f", "arguments": '{"a": [1, "<b>"]}'}},
-        {"id": "c2", "function": {"name": "g", "arguments": {"x": 1}}},
-        {"id": "c3", "function": {"name": "h", "arguments": ""}},
-        {"id": "c4", "index": 3, "function": {"name": "h"}},
-    ]}])
-    assert message == {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": [1, "<b>"]}}},
-        {"id": "c2", "type": "function", "function": {"name": "g", "arguments": {"x": 1}}},
-        {"id": "c3", "type": "function", "function": {"name": "h", "arguments": {}}},
-        {"id": "c4", "index": 3, "type": "function", "function": {"name": "h", "arguments": {}}},
-    ]}
+    [message] = normalize(
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": [1, "<b>"]}'},
+                    },
+                    {"id": "c2", "function": {"name": "g", "arguments": {"x": 1}}},
+                    {"id": "c3", "function": {"name": "h", "arguments": ""}},
+                    {"id": "c4", "index": 3, "function": {"name": "h"}},
+                ],
+            }
+        ]
+    )
+    assert message == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "f", "arguments": {"a": [1, "<b>"]}},
+            },
+            {"id": "c2", "type": "function", "function": {"name": "g", "arguments": {"x": 1}}},
+            {"id": "c3", "type": "function", "function": {"name": "h", "arguments": {}}},
+            {
+                "id": "c4",
+                "index": 3,
+                "type": "function",
+                "function": {"name": "h", "arguments": {}},
+            },
+        ],
+    }
 
 
 @pytest.mark.parametrize(
@@ -130,17 +175,32 @@ def test_tool_call_arguments_are_parsed_for_the_template() -> None:
 def test_bad_tool_calls_name_their_field(function: dict[str, Any], param: str) -> None:
     good = {"id": "c0", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     bad = {"id": "c1", "type": "function", "function": function}
-    error = refusal([{"role": "user", "content": "x"},
-                     {"role": "assistant", "content": None, "tool_calls": [good, bad]}])
+    error = refusal(
+        [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": None, "tool_calls": [good, bad]},
+        ]
+    )
     assert error.param == param
 
 
 def test_legacy_function_call_and_reasoning_alias() -> None:
-    [message] = normalize([{"role": "assistant", "content": "ok", "reasoning": "because",
-                            "function_call": {"name": "f", "arguments": '{"a": 1}'}}])
-    assert message == {"role": "assistant", "content": "ok", "reasoning_content": "because",
-                       "tool_calls": [{"type": "function",
-                                       "function": {"name": "f", "arguments": {"a": 1}}}]}
+    [message] = normalize(
+        [
+            {
+                "role": "assistant",
+                "content": "ok",
+                "reasoning": "because",
+                "function_call": {"name": "f", "arguments": '{"a": 1}'},
+            }
+        ]
+    )
+    assert message == {
+        "role": "assistant",
+        "content": "ok",
+        "reasoning_content": "because",
+        "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}],
+    }
 
 
 def test_absent_optional_keys_stay_absent() -> None:
@@ -152,8 +212,11 @@ def test_absent_optional_keys_stay_absent() -> None:
 def test_input_is_not_modified() -> None:
     messages = [
         {"role": "developer", "content": [{"type": "text", "text": "a"}]},
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": '{"a": 1}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+        },
     ]
     before = copy.deepcopy(messages)
     normalize(messages)

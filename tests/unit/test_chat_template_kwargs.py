@@ -22,8 +22,14 @@ def refusal(template: ChatTemplate, kwargs: Any) -> InvalidRequestError:
 
 
 def test_default_allow_list() -> None:
-    assert {"enable_thinking", "thinking", "reasoning_effort", "add_vision_id",
-            "tools_in_user_message", "date_string"} == DEFAULT_TEMPLATE_KWARGS
+    assert {
+        "enable_thinking",
+        "thinking",
+        "reasoning_effort",
+        "add_vision_id",
+        "tools_in_user_message",
+        "date_string",
+    } == DEFAULT_TEMPLATE_KWARGS
 
 
 def test_allowed_kwargs_reach_the_template() -> None:
@@ -46,8 +52,17 @@ def test_kwargs_must_be_an_object() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["messages", "tools", "bos_token", "eos_token", "add_generation_prompt",
-            "raise_exception", "range", "namespace"]
+    "key",
+    [
+        "messages",
+        "tools",
+        "bos_token",
+        "eos_token",
+        "add_generation_prompt",
+        "raise_exception",
+        "range",
+        "namespace",
+    ],
 )
 def test_the_operator_cannot_allow_reserved_names(key: str) -> None:
     with pytest.raises(ValueError, match=key):
@@ -67,7 +82,8 @@ def test_llama_date_string_and_tools_placement() -> None:
     llama = ChatTemplate((TEMPLATES / "llama3.1.jinja").read_text(), bos_token="<|begin_of_text|>")
     tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
     in_system = llama.render(
-        USER, tools=[tool],
+        USER,
+        tools=[tool],
         template_kwargs={"date_string": "1 Jan 2030", "tools_in_user_message": False},
     ).text
     assert in_system.startswith(

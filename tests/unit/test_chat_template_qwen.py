@@ -35,17 +35,22 @@ def qwen() -> ChatTemplate:
 
 def call(call_id: str, city: str) -> dict[str, Any]:
     arguments = json.dumps({"city": city}, ensure_ascii=False)
-    return {"id": call_id, "type": "function",
-            "function": {"name": "get_weather", "arguments": arguments}}
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": arguments},
+    }
 
 
 def test_system_user_assistant_turns(qwen: ChatTemplate) -> None:
-    prompt = qwen.render([
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "2+2?"},
-    ])
+    prompt = qwen.render(
+        [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "2+2?"},
+        ]
+    )
     assert prompt.text == (
         "<|im_start|>system\nYou are terse.<|im_end|>\n"
         "<|im_start|>user\nHi<|im_end|>\n"
@@ -68,8 +73,11 @@ def test_tools_tool_calls_and_grouped_tool_results(qwen: ChatTemplate) -> None:
     prompt = qwen.render(
         [
             {"role": "user", "content": "Weather in Rosario and Paraná?"},
-            {"role": "assistant", "content": None,
-             "tool_calls": [call("c1", "Rosario"), call("c2", "Paraná")]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [call("c1", "Rosario"), call("c2", "Paraná")],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "18°C"},
             {"role": "tool", "tool_call_id": "c2", "content": "21°C"},
         ],
@@ -107,8 +115,10 @@ def test_tools_keep_the_client_system_message(qwen: ChatTemplate) -> None:
 
 def test_assistant_text_with_tool_call(qwen: ChatTemplate) -> None:
     prompt = qwen.render(
-        [{"role": "user", "content": "Go"},
-         {"role": "assistant", "content": "Checking.", "tool_calls": [call("c1", "Rosario")]}],
+        [
+            {"role": "user", "content": "Go"},
+            {"role": "assistant", "content": "Checking.", "tool_calls": [call("c1", "Rosario")]},
+        ],
         add_generation_prompt=False,
     )
     assert prompt.text.endswith(
@@ -127,8 +137,10 @@ def test_without_generation_prompt(qwen: ChatTemplate) -> None:
 
 def test_continue_final_message_cuts_after_its_text(qwen: ChatTemplate) -> None:
     prompt = qwen.render(
-        [{"role": "user", "content": "Write a haiku"},
-         {"role": "assistant", "content": "Autumn wind  "}],
+        [
+            {"role": "user", "content": "Write a haiku"},
+            {"role": "assistant", "content": "Autumn wind  "},
+        ],
         add_generation_prompt=False,
         continue_final_message=True,
     )
@@ -141,8 +153,10 @@ def test_continue_final_message_cuts_after_its_text(qwen: ChatTemplate) -> None:
 
 def test_continue_final_message_with_content_parts(qwen: ChatTemplate) -> None:
     prompt = qwen.render(
-        [{"role": "user", "content": "Count"},
-         {"role": "assistant", "content": [{"type": "text", "text": "1, 2,"}]}],
+        [
+            {"role": "user", "content": "Count"},
+            {"role": "assistant", "content": [{"type": "text", "text": "1, 2,"}]},
+        ],
         add_generation_prompt=False,
         continue_final_message=True,
     )
@@ -154,8 +168,11 @@ def test_continue_final_message_with_content_parts(qwen: ChatTemplate) -> None:
     [
         ([{"role": "assistant", "content": "x"}], True, "continue_final_message"),
         ([{"role": "user", "content": "x"}], False, "continue_final_message"),
-        ([{"role": "user", "content": "x"}, {"role": "assistant", "content": " "}], False,
-         "messages"),
+        (
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": " "}],
+            False,
+            "messages",
+        ),
     ],
     ids=["with-generation-prompt", "last-is-user", "nothing-to-continue"],
 )
@@ -163,14 +180,18 @@ def test_continue_final_message_refusals(
     qwen: ChatTemplate, messages: list[dict[str, Any]], add_generation_prompt: bool, param: str
 ) -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        qwen.render(messages, add_generation_prompt=add_generation_prompt,
-                    continue_final_message=True)
+        qwen.render(
+            messages, add_generation_prompt=add_generation_prompt, continue_final_message=True
+        )
     assert caught.value.param == param
 
 
 def test_continue_refused_when_the_template_drops_the_message() -> None:
     template = ChatTemplate("{% for m in messages %}{{ m.content[:2] }}{% endfor %}")
     with pytest.raises(InvalidRequestError) as caught:
-        template.render([{"role": "assistant", "content": "Hello"}],
-                        add_generation_prompt=False, continue_final_message=True)
+        template.render(
+            [{"role": "assistant", "content": "Hello"}],
+            add_generation_prompt=False,
+            continue_final_message=True,
+        )
     assert caught.value.param == "continue_final_message"

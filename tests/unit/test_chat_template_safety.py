@@ -127,8 +127,10 @@ def test_output_cap_on_a_huge_message() -> None:
 )
 def test_blow_ups_are_refused_before_they_are_built(source: str) -> None:
     template = ChatTemplate(source, max_output_chars=1_000_000)
-    messages = [{"role": "user", "content": "y" * 10_000},
-                {"role": "user", "content": "a" * 10_000}]
+    messages = [
+        {"role": "user", "content": "y" * 10_000},
+        {"role": "user", "content": "a" * 10_000},
+    ]
     assert refusal(template, messages).status_code == 400
 
 
