@@ -6,6 +6,8 @@ allowed token that continues a fixed target text (else the first allowed one), a
 step. Also reports compile time (in-process, warm vocabulary).
 
     .venv/bin/python benchmarks/bench_constraints.py [--repeat 5] [--backends xgrammar,guidance]
+
+``bench_structured.py`` runs the same measurement and writes it into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,43 +109,80 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="walks per backend and workload")
-    parser.add_argument("--backends", default="", help="comma-separated names (default: all)")
-    args = parser.parse_args()
+@dataclass
+class MaskCost:
+    """One backend on one workload: compile time and per-step matcher cost."""
 
+    backend: str
+    workload: str
+    compile_ms: float
+    steps: int
+    p50_us: float
+    p99_us: float
+    mean_us: float
+
+
+def default_vocabulary() -> ConstraintVocabulary:
+    """The default model's vocabulary, read from its GGUF (assembled first if missing)."""
     home = Path(os.environ["PAMPERO_HOME"]) if os.environ.get("PAMPERO_HOME") else default_home()
-    vocabulary = vocabulary_from_tokenizer(load_vocab_only(ensure_default_model(home)))
+    return vocabulary_from_tokenizer(load_vocab_only(ensure_default_model(home)))
+
+
+def measure(
+    vocabulary: ConstraintVocabulary, repeat: int, names: list[str] | None = None
+) -> list[MaskCost]:
+    """Every backend (or ``names``) over every workload it supports, ``repeat`` walks each."""
     lookup = _lookup(vocabulary)
     registry = BackendRegistry()
-    names = [n for n in args.backends.split(",") if n] or registry.available()
-
-    print(f"vocabulary: {vocabulary.size} tokens; {args.repeat} walks per cell")
-    print(
-        f"{'backend':<20} {'workload':<12} {'compile ms':>10} {'steps':>6} "
-        f"{'p50 us':>8} {'p99 us':>8} {'mean us':>8}"
-    )
-    for name in names:
+    rows: list[MaskCost] = []
+    for name in names or registry.available():
         backend = registry.backend(name)
-        started = time.perf_counter()
         backend.prepare(vocabulary)
-        print(f"{name:<20} {'(vocabulary)':<12} {1000 * (time.perf_counter() - started):>10.0f}")
         for workload, (spec, target) in WORKLOADS.items():
             if backend.unsupported(spec) is not None:
                 continue
             started = time.perf_counter()
             compiled = compile_in_process(backend, spec, vocabulary)
             compile_ms = 1000 * (time.perf_counter() - started)
-            steps: list[float] = []
-            walks = [walk(compiled, vocabulary, lookup, target) for _ in range(args.repeat)]
-            for one in walks:
-                steps.extend(one)
-            print(
-                f"{name:<20} {workload:<12} {compile_ms:>10.1f} {len(walks[0]):>6} "
-                f"{1e6 * _percentile(steps, 50):>8.0f} {1e6 * _percentile(steps, 99):>8.0f} "
-                f"{1e6 * statistics.fmean(steps):>8.0f}"
+            walks = [walk(compiled, vocabulary, lookup, target) for _ in range(repeat)]
+            steps = [step for one in walks for step in one]
+            rows.append(
+                MaskCost(
+                    backend=name,
+                    workload=workload,
+                    compile_ms=compile_ms,
+                    steps=len(walks[0]),
+                    p50_us=1e6 * _percentile(steps, 50),
+                    p99_us=1e6 * _percentile(steps, 99),
+                    mean_us=1e6 * statistics.fmean(steps),
+                )
             )
+    return rows
+
+
+def render(rows: list[MaskCost]) -> str:
+    """A markdown table of ``measure``'s rows."""
+    lines = [
+        "| backend | workload | compile ms | steps | p50 µs | p99 µs | mean µs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.backend} | {row.workload} | {row.compile_ms:.1f} | {row.steps} | "
+            f"{row.p50_us:.0f} | {row.p99_us:.0f} | {row.mean_us:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="walks per backend and workload")
+    parser.add_argument("--backends", default="", help="comma-separated names (default: all)")
+    args = parser.parse_args()
+    vocabulary = default_vocabulary()
+    print(f"vocabulary: {vocabulary.size} tokens; {args.repeat} walks per cell")
+    names = [n for n in args.backends.split(",") if n] or None
+    print(render(measure(vocabulary, args.repeat, names)))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
 """Structured outputs, measured through a real pampero server on the default model.
 
-Two tables in one run:
+Three tables in one run:
 
-1. **Decode speed under a JSON Schema** against unconstrained decoding, same prompt, same
+1. **Per-token mask cost** of each backend's matcher alone (p50/p99 of ``fill_allowed`` +
+   ``accept`` over the default model's vocabulary, ``bench_constraints.py``), in this process
+   before the server starts.
+2. **Decode speed under a JSON Schema** against unconstrained decoding, same prompt, same
    length (``min_tokens`` = ``max_tokens`` for the unconstrained run), for every backend.
-2. **JSONSchemaBench coverage**: for a fixed, seeded sample of each split's schemas, each schema
+3. **JSONSchemaBench coverage**: for a fixed, seeded sample of each split's schemas, each schema
    is sent unmodified as ``response_format: {"type": "json_schema", ...}`` with the backend named
    in ``guided_decoding_backend``. *Declared coverage* is the share the server accepted (200, not
    400); *compliance* is the share whose output parses as JSON and validates under JSON Schema
    Draft 2020-12 with format checking. An output cut by ``max_tokens`` counts as a failure.
 
     .venv/bin/python benchmarks/bench_structured.py --per-split 30 --write docs/benchmarks.md
-
-Per-token mask cost (p50/p99 of the matcher alone) is ``benchmarks/bench_constraints.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench_constraints
 import httpx
 import jsonschema
 from bench_serving import (
@@ -154,8 +156,27 @@ async def coverage(
     return results
 
 
+async def _stream_rate(client: httpx.AsyncClient, payload: dict[str, Any]) -> float:
+    """Decode tokens/s of one streamed request: (tokens - 1) / (first to last content delta)."""
+    body = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+    first = last = 0.0
+    tokens = 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            if any(c["delta"].get("content") for c in chunk.get("choices", [])):
+                last = time.perf_counter()
+                first = first or last
+    return (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+
+
 async def decode_speed(base_url: str, model: str, max_tokens: int) -> dict[str, float]:
-    """Completion tokens per second of one stream, unconstrained and under each backend."""
+    """Decode tokens/s of one stream, unconstrained and under each backend (median of 3)."""
     speeds: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=base_url, timeout=900, trust_env=False) as client:
         base = {
@@ -172,25 +193,27 @@ async def decode_speed(base_url: str, model: str, max_tokens: int) -> dict[str, 
             )
         for name, extra in variants:
             await client.post("/v1/chat/completions", json={**base, **extra, "max_tokens": 4})
-            rates = []
-            for _ in range(3):
-                started = time.perf_counter()
-                response = await client.post("/v1/chat/completions", json={**base, **extra})
-                elapsed = time.perf_counter() - started
-                tokens = response.json()["usage"]["completion_tokens"]
-                rates.append(tokens / elapsed)
+            rates = [await _stream_rate(client, {**base, **extra}) for _ in range(3)]
             speeds[name] = statistics.median(rates)
     return speeds
 
 
 def render(
+    masks: str,
     speeds: dict[str, float],
     cover: dict[tuple[str, str], Coverage],
     setup: list[tuple[str, str]],
 ) -> str:
     lines = ["| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in setup]
-    lines += ["", "**Decode speed under a JSON Schema** (one stream, tokens/s, median of 3):", ""]
+    lines += ["", "**Per-token mask cost** (matcher alone, `fill_allowed` + `accept`):", ""]
+    lines.append(masks.rstrip("\n"))
+    lines += [
+        "",
+        "**Decode speed under a JSON Schema** (one stream; tokens/s from the first to the last "
+        "content delta, median of 3):",
+        "",
+    ]
     lines += ["| decoding | tok/s | vs unconstrained |", "| --- | ---: | ---: |"]
     free = speeds.get("unconstrained", 0.0)
     for name, rate in speeds.items():
@@ -220,6 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed-tokens", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mask-repeat", type=int, default=5, help="walks per mask-cost cell")
     parser.add_argument("--write", type=Path, help="rewrite this markdown file's section")
     return parser.parse_args(argv)
 
@@ -227,6 +251,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model = args.model or default_model()
+    vocabulary = bench_constraints.default_vocabulary()
+    masks = bench_constraints.render(bench_constraints.measure(vocabulary, args.mask_repeat))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [
@@ -249,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sample", f"{args.per_split} schemas per split (seed {args.seed}), max_tokens "
                    f"{args.max_tokens}, temperature 0"),
     ]  # fmt: skip
-    report = render(speeds, cover, setup)
+    report = render(masks, speeds, cover, setup)
     print(report)
     if args.write:
         document = args.write.read_text() if args.write.exists() else None
