@@ -6,17 +6,18 @@ its library only when it compiles. A backend whose library is not installed is k
 available.
 
 ``auto`` (the default) takes the first available backend that can express the spec, in this
-order: xgrammar (fast masks, compiled ahead, vLLM's default), guidance (lazy compilation, the
-widest JSON Schema coverage), outlines, lm-format-enforcer (pure Python, slowest masks). A Lark
-grammar goes to guidance first, whose dialect it is. If a backend then finds at compile time
+order: guidance (lazy compilation in milliseconds, the widest JSON Schema coverage, masks as
+fast as xgrammar's), xgrammar (compiles ahead: a second or more per schema on a small CPU),
+outlines, lm-format-enforcer (pure Python, slowest masks); docs/benchmarks.md has the figures.
+A GBNF grammar goes to xgrammar first, whose dialect it is (guidance converts it to Lark). If a backend then finds at compile time
 that it cannot express the spec, ``auto`` moves on to the next one; an explicitly named backend
 never falls back.
 
 Example::
 
     registry = BackendRegistry()
-    registry.candidates(ConstraintSpec(kind="grammar", value="start: /a+/", param="p"))
-    # ['guidance', 'xgrammar']
+    registry.candidates(ConstraintSpec(kind="grammar", value='root ::= "a"+', param="p"))
+    # ['xgrammar', 'guidance']
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ class BackendEntry:
     requires: str | None = None  # import name of the library it needs, if any
 
 
-BUILTIN: dict[str, BackendEntry] = {
-    "xgrammar": BackendEntry("pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar"),
+BUILTIN: dict[str, BackendEntry] = {  # in ``auto`` order
     "guidance": BackendEntry(
         "pampero.constraints.backends.llguidance:GuidanceBackend", "llguidance"
     ),
+    "xgrammar": BackendEntry("pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar"),
     "outlines": BackendEntry(
         "pampero.constraints.backends.outlines:OutlinesBackend", "outlines_core"
     ),
@@ -55,7 +56,7 @@ BUILTIN: dict[str, BackendEntry] = {
     ),
 }
 ALIASES = {"llguidance": "guidance", "outlines-core": "outlines", "lmfe": "lm-format-enforcer"}
-_FIRST_FOR_LARK = "guidance"
+_FIRST_FOR_GBNF = "xgrammar"
 
 
 class BackendRegistry:
@@ -119,9 +120,9 @@ class BackendRegistry:
 
     def _auto(self, spec: ConstraintSpec, available: list[str]) -> list[str]:
         order = list(available)
-        if spec.kind == "grammar" and grammar_syntax(spec) == "lark" and _FIRST_FOR_LARK in order:
-            order.remove(_FIRST_FOR_LARK)
-            order.insert(0, _FIRST_FOR_LARK)
+        if spec.kind == "grammar" and grammar_syntax(spec) == "gbnf" and _FIRST_FOR_GBNF in order:
+            order.remove(_FIRST_FOR_GBNF)
+            order.insert(0, _FIRST_FOR_GBNF)
         reasons = {name: self.backend(name).unsupported(spec) for name in order}
         chosen = [name for name in order if reasons[name] is None]
         if not chosen:

@@ -194,13 +194,17 @@ def test_forced_calls_always_validate(api, prompt, choice):
     ],
 )
 def test_auto_gives_content_or_calls_never_markup(api, prompt, fields):
-    choice = api.chat(prompt, tools=TOOLS, max_tokens=60, **fields)["choices"][0]
+    answer = api.chat(prompt, tools=TOOLS, max_tokens=60, **fields)
+    choice = answer["choices"][0]
     no_markup(choice["message"]["content"])
     if choice["message"]["tool_calls"]:
         for call in choice["message"]["tool_calls"]:
             assert call["function"]["name"] in SCHEMAS
             assert isinstance(json.loads(call["function"]["arguments"]), dict)
-        assert choice["finish_reason"] == "tool_calls"
+        # The small model may start yet another call after its first ones; when max_tokens cuts
+        # that one off, the complete calls come back and the finish says the answer was cut.
+        cut = answer["usage"]["completion_tokens"] == 60
+        assert choice["finish_reason"] == ("length" if cut else "tool_calls")
     else:
         assert choice["message"]["content"]
         assert choice["finish_reason"] in ("stop", "length")

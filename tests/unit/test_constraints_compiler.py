@@ -112,15 +112,15 @@ def test_auto_chooses_by_spec_and_caches(vocabulary: ConstraintVocabulary) -> No
         async with ConstraintCompiler(vocabulary) as compiler:
             person = schema({"type": "object", "properties": {"a": {"type": "integer"}}})
             first = await compiler.compile(person)
-            assert first.backend == "xgrammar"
+            assert first.backend == "guidance"
             assert await compiler.compile(person) is first
             # The field a spec came from is no part of its identity.
             again = ConstraintSpec(**{**person.__dict__, "param": "structured_outputs.json"})
             assert await compiler.compile(again) is first
             lark = ConstraintSpec(kind="grammar", value="start: /[ab]+/", param="guided_grammar")
             assert (await compiler.compile(lark)).backend == "guidance"
-            spaced = ConstraintSpec(**{**person.__dict__, "whitespace_pattern": "[ ]?"})
-            assert (await compiler.compile(spaced)).backend == "guidance"
+            gbnf = ConstraintSpec(kind="grammar", value='root ::= "a"+', param="guided_grammar")
+            assert (await compiler.compile(gbnf)).backend == "xgrammar"
             named = ConstraintSpec(kind="regex", value="[ab]+", param="p", backend="outlines")
             compiled = await compiler.compile(named)
             assert compiled.backend == "outlines"
@@ -292,7 +292,7 @@ def test_pathological_specs_are_a_400_within_the_deadline(
     async def scenario() -> None:
         async with ConstraintCompiler(vocabulary, deadline=deadline) as compiler:
             for name, spec in PATHOLOGICAL.items():
-                backend = "xgrammar" if spec.backend == "auto" else spec.backend
+                backend = "guidance" if spec.backend == "auto" else spec.backend
                 await compiler.warm_up([backend])  # set-up is outside the deadline
                 pids = compiler.worker_pids()
                 gaps: list[float] = []
