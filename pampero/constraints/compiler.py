@@ -42,6 +42,7 @@ from pampero.constraints.base import (
 )
 from pampero.constraints.cache import BoundedLRU
 from pampero.constraints.registry import BackendRegistry
+from pampero.constraints.schema_rewrite import rewrite_spec
 from pampero.constraints.validation import DEFAULT_LIMITS, Limits, validate
 from pampero.constraints.worker import (
     CompileWorker,
@@ -121,6 +122,7 @@ class ConstraintCompiler:
         """The compiled ``spec``; raises ``InvalidRequestError`` / ``UnsupportedParameter``."""
         if self._closed:
             raise EngineError("the constraint compiler is closed")
+        spec = rewrite_spec(spec)
         names = self.registry.candidates(spec)
         budget = _Budget(self.deadline)
         refusals: list[UnsupportedParameter] = []
@@ -340,6 +342,7 @@ def compile_in_process(
 ) -> CompiledConstraint:
     """Validate, compile and load ``spec`` right here, with no deadline: for tests, benchmarks
     and tools, never for requests."""
+    spec = rewrite_spec(spec)
     validate(spec, limits)
     artifact = backend.compile(spec, vocabulary)
     compiled = backend.load(artifact, spec, vocabulary)

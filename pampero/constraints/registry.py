@@ -9,9 +9,9 @@ available.
 order: guidance (lazy compilation in milliseconds, the widest JSON Schema coverage, masks as
 fast as xgrammar's), xgrammar (compiles ahead: a second or more per schema on a small CPU),
 outlines, lm-format-enforcer (pure Python, slowest masks); docs/benchmarks.md has the figures.
-A GBNF grammar goes to xgrammar first, whose dialect it is (guidance converts it to Lark). If a backend then finds at compile time
-that it cannot express the spec, ``auto`` moves on to the next one; an explicitly named backend
-never falls back.
+A GBNF grammar goes to xgrammar first, whose dialect it is (guidance converts it to Lark). If a
+backend then finds at compile time that it cannot express the spec, ``auto`` moves on to the
+next one; an explicitly named backend never falls back.
 
 Example::
 

@@ -26,6 +26,7 @@ from pampero.constraints.backends._common import (
     library,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.schema_rewrite import rewrite_spec
 from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
 from pampero.errors import InvalidRequestError
@@ -156,7 +157,8 @@ def _json_options(spec: ConstraintSpec) -> dict[str, Any] | None:
 
 def _json_schema(spec: ConstraintSpec) -> str:
     matcher = library("llguidance").LLMatcher
-    text: str = matcher.grammar_from_json_schema(spec.value, overrides=_json_options(spec))
+    schema = rewrite_spec(spec, dependencies=True).value  # llguidance lacks dependentRequired
+    text: str = matcher.grammar_from_json_schema(schema, overrides=_json_options(spec))
     return text
 
 

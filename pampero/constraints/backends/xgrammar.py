@@ -31,9 +31,12 @@ from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # JSON Schema keywords xgrammar accepts but does not enforce: refused, never silently dropped.
-# (``oneOf`` is enforced as ``anyOf``: the same for the disjoint branches schemas use it for.)
+# xgrammar reads ``oneOf`` as ``anyOf``: a ``oneOf`` whose branches are provably disjoint is
+# rewritten to ``anyOf`` before it gets here (``schema_rewrite.py``), so one left is refused.
 IGNORED = frozenset(
     {
+        "oneOf",
+        "dependencies",
         "uniqueItems",
         "not",
         "if",

@@ -1,0 +1,271 @@
+"""Exact rewrites of JSON Schema keywords that backends lack into ones they enforce.
+
+Every rewrite keeps the set of valid documents exactly the same; a keyword that cannot be
+rewritten exactly is left as it is, for each backend to enforce or refuse (never to drop).
+
+- ``oneOf`` whose branches are provably disjoint (no document can match two of them) becomes
+  ``anyOf``, which then means the same. Disjoint: by JSON type, by ``const``/``enum`` values, or
+  by a property every branch requires whose ``const``/``enum`` values differ (a discriminator).
+  Local ``$ref``s are followed. That is how schemas use ``oneOf`` almost always.
+- With ``dependencies=True``: ``dependentRequired`` / ``dependentSchemas`` (and draft 7's
+  ``dependencies``, either form): "if A is present, the object also needs B / matches S"
+  becomes, in ``allOf``, the clause ``anyOf: [{properties: {A: false}}, {required: [A, B...]}
+  (with S's keywords)]``. Only for a backend that enforces such clauses exactly (guidance; the
+  contract tests show the others accept them but let invalid objects through).
+
+The compiler applies the ``oneOf`` rewrite to every JSON schema before choosing a backend.
+
+Example::
+
+    rewrite({"oneOf": [{"type": "string"}, {"type": "null"}]})
+    # {"anyOf": [{"type": "string"}, {"type": "null"}]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from typing import Any
+
+from pampero.constraints.base import ConstraintSpec
+
+MAX_DEPTH = 128  # no rewriting deeper than this (validation refuses deeper nesting anyway)
+REF_HOPS = 16  # $ref hops followed when deciding disjointness
+MAX_DEPENDENCIES = 16  # per object; more are left for the backend to refuse
+MAX_BRANCHES = 64  # oneOf branches compared pairwise; longer lists are left as they are
+
+_SCHEMA = ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then",
+           "else", "propertyNames", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
+                "dependencies")  # fmt: skip
+
+
+def rewrite_spec(spec: ConstraintSpec, *, dependencies: bool = False) -> ConstraintSpec:
+    """``spec`` with its JSON schema rewritten, or ``spec`` itself when nothing changes (or
+    the schema does not parse: validation then says why)."""
+    if spec.kind != "json_schema" or not isinstance(spec.value, str):
+        return spec
+    try:
+        schema = json.loads(spec.value)
+    except (ValueError, RecursionError):
+        return spec
+    rewriter = _Rewriter(schema, dependencies)
+    rewritten = rewriter.node(schema, 0)
+    if not rewriter.changed:
+        return spec
+    return dataclasses.replace(spec, value=json.dumps(rewritten))
+
+
+def rewrite(schema: Any, *, dependencies: bool = False) -> Any:
+    """A copy of ``schema`` with the exact rewrites applied."""
+    return _Rewriter(schema, dependencies).node(schema, 0)
+
+
+class _Rewriter:
+    def __init__(self, root: Any, dependencies: bool) -> None:
+        self.root = root
+        self.dependencies = dependencies
+        self.changed = False
+
+    def node(self, schema: Any, depth: int) -> Any:
+        if not isinstance(schema, dict) or depth > MAX_DEPTH:
+            return schema
+        out = dict(schema)
+        for key in _SCHEMA:
+            if isinstance(out.get(key), dict):
+                out[key] = self.node(out[key], depth + 1)
+        for key in _SCHEMA_LISTS:
+            if isinstance(out.get(key), list):
+                out[key] = [self.node(item, depth + 1) for item in out[key]]
+        for key in _SCHEMA_MAPS:
+            if isinstance(out.get(key), dict):
+                out[key] = {
+                    name: self.node(value, depth + 1) if isinstance(value, dict) else value
+                    for name, value in out[key].items()
+                }
+        self._one_of(out)
+        if self.dependencies:
+            self._dependencies(out)
+        return out
+
+    def _one_of(self, node: dict[str, Any]) -> None:
+        branches = node.get("oneOf")
+        if not isinstance(branches, list) or len(branches) > MAX_BRANCHES or "anyOf" in node:
+            return
+        if all(_disjoint(a, b, self.root) for a, b in itertools.combinations(branches, 2)):
+            node["anyOf"] = node.pop("oneOf")
+            self.changed = True
+
+    def _dependencies(self, node: dict[str, Any]) -> None:
+        found: dict[str, Any] = {}
+        for key in ("dependentRequired", "dependentSchemas", "dependencies"):
+            value = node.get(key)
+            if not isinstance(value, dict):
+                continue
+            if any(not _dependency_ok(key, v) for v in value.values()):
+                return
+            found.update({f"{key}\0{name}": v for name, v in value.items()})
+        if not found or len(found) > MAX_DEPENDENCIES:
+            return
+        required = _list(node.get("required"))
+        clauses = []
+        for tagged, then in found.items():
+            name = tagged.split("\0", 1)[1]
+            clauses.append(_dependency_clause(name, then, name in required))
+        for key in ("dependentRequired", "dependentSchemas", "dependencies"):
+            node.pop(key, None)
+        node["allOf"] = [*_list(node.get("allOf")), *clauses]
+        self.changed = True
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dependency_ok(key: str, value: Any) -> bool:
+    names = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    schema = isinstance(value, (dict, bool))
+    if key == "dependentRequired":
+        return names
+    if key == "dependentSchemas":
+        return schema
+    return names or schema
+
+
+def _dependency_clause(name: str, then: Any, always_present: bool) -> dict[str, Any]:
+    """ "If ``name`` is present, ``then`` (property names, or a schema) holds", exactly."""
+    absent = {"properties": {name: False}}
+    if then is False:
+        return absent
+    if isinstance(then, list):
+        present: dict[str, Any] = {"required": [name, *then]}
+    else:
+        sub = then if isinstance(then, dict) else {}
+        present = {**sub, "required": [name, *_list(sub.get("required"))]}
+    if always_present:
+        return present
+    return {"anyOf": [absent, present]}
+
+
+# -- disjointness --------------------------------------------------------------------------------
+
+_NUMBER = "number"  # integer counts as number: they overlap
+
+
+def _resolve(schema: Any, root: Any) -> Any:
+    """``schema`` with local ``$ref``s followed (when ``$ref`` is its only constraint)."""
+    for _ in range(REF_HOPS):
+        if not isinstance(schema, dict) or not isinstance(schema.get("$ref"), str):
+            return schema
+        if set(schema) - {"$ref", "description", "title", "$comment", "default", "examples"}:
+            return None  # $ref beside other keywords: an intersection this does not compute
+        ref = schema["$ref"]
+        if not ref.startswith("#"):
+            return None
+        target: Any = root
+        for part in ref[1:].split("/")[1:] if ref != "#" else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(target, dict) and part in target:
+                target = target[part]
+            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+                target = target[int(part)]
+            else:
+                return None
+        schema = target
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return _NUMBER
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _value_key(value: Any) -> str:
+    """Equal keys for values JSON Schema calls equal (1 and 1.0 are; true and 1 are not)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"n:{float(value)!r}"
+    return "v:" + json.dumps(value, sort_keys=True)
+
+
+def _values(schema: Any) -> set[str] | None:
+    """The finite set of values ``schema`` allows (by ``const``/``enum``), or None."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return {_value_key(schema["const"])}
+    if isinstance(schema.get("enum"), list):
+        return {_value_key(v) for v in schema["enum"]}
+    return None
+
+
+def _kinds(schema: Any, root: Any, depth: int = 0) -> set[str] | None:
+    """The JSON types ``schema`` can match, or None when that is not known."""
+    schema = _resolve(schema, root)
+    if schema is False:
+        return set()
+    if not isinstance(schema, dict) or depth > REF_HOPS:
+        return None
+    found: set[str] | None = None
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        declared = [declared]
+    if isinstance(declared, list) and all(isinstance(t, str) for t in declared):
+        found = {_NUMBER if t == "integer" else t for t in declared}
+    values = schema.get("enum") if "const" not in schema else [schema["const"]]
+    if isinstance(values, list):
+        typed = {_json_type(v) for v in values}
+        found = typed if found is None else found & typed
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if found is None and isinstance(branches, list):
+            kinds = [_kinds(b, root, depth + 1) for b in branches]
+            if all(k is not None for k in kinds):
+                found = set().union(*kinds)  # type: ignore[arg-type]
+    return found
+
+
+def _disjoint(a: Any, b: Any, root: Any) -> bool:
+    """True when no document can match both ``a`` and ``b`` (False when not proven)."""
+    ka, kb = _kinds(a, root), _kinds(b, root)
+    if ka is not None and kb is not None and not ka & kb:
+        return True
+    ra, rb = _resolve(a, root), _resolve(b, root)
+    va, vb = _values(ra), _values(rb)
+    if va is not None and vb is not None and not va & vb:
+        return True
+    return _discriminated(ra, rb, root)
+
+
+def _discriminated(a: Any, b: Any, root: Any) -> bool:
+    """Both require a property whose allowed values do not overlap, and one of them matches
+    objects only (``required`` says nothing about other types)."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return False
+    if {"object"} not in (_kinds(a, root), _kinds(b, root)):
+        return False
+    shared = set(_required(a)) & set(_required(b))
+    for name in shared:
+        va = _values(_resolve(_property(a, name), root))
+        vb = _values(_resolve(_property(b, name), root))
+        if va is not None and vb is not None and not va & vb:
+            return True
+    return False
+
+
+def _required(schema: dict[str, Any]) -> list[str]:
+    names = schema.get("required")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _property(schema: dict[str, Any], name: str) -> Any:
+    properties = schema.get("properties")
+    return properties.get(name) if isinstance(properties, dict) else None
