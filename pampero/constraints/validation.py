@@ -48,6 +48,14 @@ ANNOTATIONS = frozenset(
         "contentEncoding",
     }
 )
+# A pseudo-keyword for ``anyOf``/``oneOf`` in a schema that also constrains by other keywords
+# (the two must then hold together): the character- and regex-level backends and xgrammar take
+# the branches alone and let through what the siblings forbid, so they refuse it.
+COMBINED_BRANCHES = "anyOf/oneOf beside other keywords"
+# A pseudo-keyword for ``true``/``false`` as a property's or a branch's schema (not the common
+# ``additionalProperties: false``), which lm-format-enforcer cannot read.
+BOOLEAN_SUBSCHEMA = "true/false as a property or branch schema"
+_BRANCH_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 # Keywords whose value maps names to subschemas (their keys are names, not keywords).
 _NAME_MAPS = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
@@ -219,8 +227,13 @@ def _keywords(schema_text: str) -> set[str]:
             continue
         if not isinstance(node, dict):
             continue
+        branching = "anyOf" in node or "oneOf" in node
+        if branching and set(node) - ANNOTATIONS - {"anyOf", "oneOf"}:
+            used.add(COMBINED_BRANCHES)
         for key, value in node.items():
             used.add(key)
+            if _holds_boolean_schema(key, value):
+                used.add(BOOLEAN_SUBSCHEMA)
             if key in _NAME_MAPS and isinstance(value, dict):
                 stack.extend(value.values())
             elif key not in ("enum", "const", "default", "examples") and isinstance(
@@ -228,6 +241,14 @@ def _keywords(schema_text: str) -> set[str]:
             ):
                 stack.append(value)
     return used
+
+
+def _holds_boolean_schema(key: str, value: Any) -> bool:
+    if key in _NAME_MAPS and isinstance(value, dict):
+        return any(isinstance(member, bool) for member in value.values())
+    if key in _BRANCH_LISTS and isinstance(value, list):
+        return any(isinstance(member, bool) for member in value)
+    return False
 
 
 def _too_deep(limits: Limits) -> str:

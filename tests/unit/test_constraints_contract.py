@@ -82,15 +82,45 @@ DEPENDENT = {
     "dependentRequired": {"card": ["billing"]},
     "additionalProperties": False,
 }
+NAMES = {"a": {"type": "string", "maxLength": 4}, "b": {"type": "string", "maxLength": 4}}
+# Clauses that must hold together with their siblings: allOf, and anyOf beside properties.
+ALL_OF = {
+    "type": "object",
+    "properties": NAMES,
+    "allOf": [{"required": ["b"]}],
+    "additionalProperties": False,
+}
+SIBLING_ANY_OF = {
+    "type": "object",
+    "properties": NAMES,
+    "anyOf": [{"required": ["a"]}, {"required": ["b"]}],
+    "additionalProperties": False,
+}
 # What each backend refuses (a 400) rather than loosen.
 UNSUPPORTED = {
-    "xgrammar": ["json_unique", "json_dependencies", "json_whitespace"],
+    "xgrammar": [
+        "json_unique",
+        "json_dependencies",
+        "json_all_of",
+        "json_sibling_any_of",
+        "json_whitespace",
+    ],
     "guidance": ["json_unique"],
-    "outlines": ["json_bounds", "json_unique", "json_dependencies", "gbnf", "lark"],
+    "outlines": [
+        "json_bounds",
+        "json_unique",
+        "json_dependencies",
+        "json_all_of",
+        "json_sibling_any_of",
+        "gbnf",
+        "lark",
+    ],
     "lm-format-enforcer": [
         "json_bounds",
         "json_unique",
         "json_dependencies",
+        "json_all_of",
+        "json_sibling_any_of",
         "json_whitespace",
         "gbnf",
         "lark",
@@ -210,6 +240,12 @@ CASES: dict[str, tuple[ConstraintSpec, list[str], Callable[[str], None]]] = {
         _schema(DEPENDENT),
         ['{"card": "1234", "billing": "x"}', '{"card": "1234"}', '{"billing": "x"}', "{}"],
         _valid_json(DEPENDENT),
+    ),
+    "json_all_of": (_schema(ALL_OF), ['{"a": "x"}', '{"b": "y"}'], _valid_json(ALL_OF)),
+    "json_sibling_any_of": (
+        _schema(SIBLING_ANY_OF),
+        ["{}", '{"b": "y"}'],
+        _valid_json(SIBLING_ANY_OF),
     ),
     "json_whitespace": (
         _schema(PERSON, whitespace_pattern=r"[ ]?"),

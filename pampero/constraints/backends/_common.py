@@ -30,7 +30,8 @@ T = TypeVar("T")
 _CPP_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
 
 ANY_OBJECT = '{"type": "object"}'  # json_object: any JSON object
-# The structural core of JSON Schema, which the character- and regex-level backends enforce.
+# The structural core of JSON Schema, which the character- and regex-level backends enforce
+# (not allOf: they do not intersect its clauses, so {"allOf": [{"required": ["b"]}]} lets {} out).
 CORE_KEYWORDS = frozenset(
     {
         "type",
@@ -46,7 +47,6 @@ CORE_KEYWORDS = frozenset(
         "enum",
         "const",
         "anyOf",
-        "allOf",
         "$ref",
     }
 )

@@ -27,7 +27,7 @@ from pampero.constraints.backends._common import (
     refuse_ignored,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.validation import grammar_syntax
+from pampero.constraints.validation import COMBINED_BRANCHES, grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # JSON Schema keywords xgrammar accepts but does not enforce: refused, never silently dropped.
@@ -36,6 +36,8 @@ from pampero.constraints.vocab import TokenMasks, text_pieces
 IGNORED = frozenset(
     {
         "oneOf",
+        "allOf",  # its clauses are not intersected: {"allOf": [{"required": ["b"]}]} lets {} out
+        COMBINED_BRANCHES,
         "dependencies",
         "uniqueItems",
         "not",
