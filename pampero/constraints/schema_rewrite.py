@@ -13,6 +13,11 @@ rewritten exactly is left as it is, for each backend to enforce or refuse (never
   (with S's keywords)]``. Only for a backend that enforces such clauses exactly (guidance; the
   contract tests show the others accept them but let invalid objects through).
 
+- ``without_formats``: drops the ``format`` values a backend does not know. ``format`` is an
+  annotation in Draft 2020-12 unless a validator opts in, the other backends ignore every
+  format, and validators ignore formats they do not know; guidance, which enforces the formats
+  it knows, refuses the rest instead.
+
 The compiler applies the ``oneOf`` rewrite to every JSON schema before choosing a backend.
 
 Example::
@@ -63,10 +68,19 @@ def rewrite(schema: Any, *, dependencies: bool = False) -> Any:
     return _Rewriter(schema, dependencies).node(schema, 0)
 
 
+def without_formats(schema_text: str, formats: frozenset[str]) -> str:
+    """``schema_text`` with every ``"format"`` whose value is in ``formats`` removed."""
+    schema = json.loads(schema_text)
+    return json.dumps(_Rewriter(schema, False, formats).node(schema, 0))
+
+
 class _Rewriter:
-    def __init__(self, root: Any, dependencies: bool) -> None:
+    def __init__(
+        self, root: Any, dependencies: bool, drop_formats: frozenset[str] = frozenset()
+    ) -> None:
         self.root = root
         self.dependencies = dependencies
+        self.drop_formats = drop_formats
         self.changed = False
 
     def node(self, schema: Any, depth: int) -> Any:
@@ -85,6 +99,8 @@ class _Rewriter:
                     name: self.node(value, depth + 1) if isinstance(value, dict) else value
                     for name, value in out[key].items()
                 }
+        if out.get("format") in self.drop_formats:
+            del out["format"]
         self._one_of(out)
         if self.dependencies:
             self._dependencies(out)

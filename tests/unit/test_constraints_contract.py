@@ -590,3 +590,26 @@ def test_xgrammar_dot_never_matches_a_newline(pattern: str, expected: str) -> No
     from pampero.constraints.backends.xgrammar import dot_without_newline
 
     assert dot_without_newline(pattern) == expected
+
+
+def test_guidance_enforces_the_formats_it_knows_and_passes_over_the_others(
+    registry: BackendRegistry, vocabulary: ConstraintVocabulary, walker: Walker
+) -> None:
+    if "guidance" not in registry.available():
+        pytest.skip("guidance is not installed")
+    schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "format": "jsonpath", "maxLength": 6},
+            "day": {"type": "string", "format": "date"},
+        },
+        "required": ["path", "day"],
+        "additionalProperties": False,
+    }
+    compiled = compile_in_process(registry.backend("guidance"), _schema(schema), vocabulary)
+    # (_schema sorts keys: "day" comes first)
+    value = json.loads(walker.walk(compiled, '{"day": "2024-01-31", "path": "$.a"}'))
+    assert value == {"day": "2024-01-31", "path": "$.a"}  # jsonpath: not checked, not refused
+    value = json.loads(walker.walk(compiled, '{"day": "not a date"}'))
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    jsonschema.Draft202012Validator(schema, format_checker=checker).validate(value)

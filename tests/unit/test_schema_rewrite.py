@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from pampero.constraints.base import ConstraintSpec
-from pampero.constraints.schema_rewrite import rewrite, rewrite_spec
+from pampero.constraints.schema_rewrite import rewrite, rewrite_spec, without_formats
 
 SAMPLES: list[Any] = [
     None, True, False, 0, 1, 1.0, 2.5, -3, "", "a", "circle", "square", [], [1], {}, {"a": 1},
@@ -159,3 +159,18 @@ def test_deep_nesting_neither_recurses_forever_nor_raises() -> None:
     text = json.dumps(deep)
     spec = ConstraintSpec(kind="json_schema", value=text, param="p")
     assert rewrite_spec(spec).value == text  # past MAX_DEPTH nothing is rewritten
+
+
+def test_without_formats_drops_only_the_named_formats() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "format": "jsonpath"},
+            "day": {"type": "string", "format": "date"},
+            "format": {"type": "string", "format": "jsonpath"},
+        },
+    }
+    rewritten = json.loads(without_formats(json.dumps(schema), frozenset({"jsonpath"})))
+    assert rewritten["properties"]["path"] == {"type": "string"}
+    assert rewritten["properties"]["day"] == {"type": "string", "format": "date"}
+    assert rewritten["properties"]["format"] == {"type": "string"}  # a property named format

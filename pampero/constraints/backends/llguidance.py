@@ -12,6 +12,7 @@ limits is refused by the library, which is reported as a 400.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +27,13 @@ from pampero.constraints.backends._common import (
     library,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.schema_rewrite import rewrite_spec
+from pampero.constraints.schema_rewrite import rewrite_spec, without_formats
 from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
 from pampero.errors import InvalidRequestError
 
 _MAX_PIECE = 64  # longest token the greedy tokenizer tries
+_UNKNOWN_FORMAT = re.compile(r"Unknown format: ([^\s,;]+)")
 
 
 class _GreedyTokenizer:
@@ -109,9 +111,18 @@ class GuidanceBackend:
 
     def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> str:
         state = self._vocab.get(vocabulary)
-        grammar = _grammar_text(spec)
-        self._started(grammar, spec, state)  # proves the parser and first lexer build
-        return grammar
+        dropped: set[str] = set()
+        while True:
+            grammar = _grammar_text(spec, frozenset(dropped))
+            try:
+                self._started(grammar, spec, state)  # proves the parser and first lexer build
+            except InvalidRequestError as exc:
+                unknown = _UNKNOWN_FORMAT.search(exc.message)
+                if spec.kind != "json_schema" or unknown is None or unknown[1] in dropped:
+                    raise
+                dropped.add(unknown[1])  # an annotation it cannot check: as other backends do
+                continue
+            return grammar
 
     def load(self, artifact: Any, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> Any:
         state = self._vocab.get(vocabulary)
@@ -141,8 +152,10 @@ def _refusal(spec: ConstraintSpec, error: str) -> InvalidRequestError:
     return compile_refusal(GuidanceBackend.name, spec, error)
 
 
-def _grammar_text(spec: ConstraintSpec) -> str:
+def _grammar_text(spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset()) -> str:
     try:
+        if spec.kind == "json_schema":
+            return _json_schema(spec, unknown_formats)
         text: str = _TRANSLATORS[spec.kind](spec)
     except ValueError as exc:
         raise _refusal(spec, str(exc)) from None
@@ -155,9 +168,11 @@ def _json_options(spec: ConstraintSpec) -> dict[str, Any] | None:
     return {"whitespace_pattern": spec.whitespace_pattern}
 
 
-def _json_schema(spec: ConstraintSpec) -> str:
+def _json_schema(spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset()) -> str:
     matcher = library("llguidance").LLMatcher
     schema = rewrite_spec(spec, dependencies=True).value  # llguidance lacks dependentRequired
+    if unknown_formats:
+        schema = without_formats(schema, unknown_formats)
     text: str = matcher.grammar_from_json_schema(schema, overrides=_json_options(spec))
     return text
 
