@@ -7,11 +7,17 @@ rewritten exactly is left as it is, for each backend to enforce or refuse (never
   ``anyOf``, which then means the same. Disjoint: by JSON type, by ``const``/``enum`` values, or
   by a property every branch requires whose ``const``/``enum`` values differ (a discriminator).
   Local ``$ref``s are followed. That is how schemas use ``oneOf`` almost always.
-- With ``dependencies=True``: ``dependentRequired`` / ``dependentSchemas`` (and draft 7's
-  ``dependencies``, either form): "if A is present, the object also needs B / matches S"
-  becomes, in ``allOf``, the clause ``anyOf: [{properties: {A: false}}, {required: [A, B...]}
-  (with S's keywords)]``. Only for a backend that enforces such clauses exactly (guidance; the
-  contract tests show the others accept them but let invalid objects through).
+- ``{"not": {}}`` (or ``{"not": true}``), which nothing matches, is ``false``.
+- With ``clauses=True``, for a backend that intersects ``allOf`` clauses and sibling keywords
+  exactly and reads ``false`` as "absent" (guidance; the contract tests show the others let
+  invalid objects through, so they refuse such schemas):
+
+  - ``dependentRequired`` / ``dependentSchemas`` (and draft 7's ``dependencies``, either form):
+    "if A is present, the object also needs B / matches S" becomes, in ``allOf``, the clause
+    ``anyOf: [{properties: {A: false}}, {required: [A, B...]} (with S's keywords)]``;
+  - a ``oneOf`` of groups of required properties (``[{required: [length, width]},
+    {required: [radius]}]``) becomes an ``anyOf`` of objects that have one group and lack a
+    property of every other group.
 
 - ``without_formats``: drops the ``format`` values a backend does not know. ``format`` is an
   annotation in Draft 2020-12 unless a validator opts in, the other backends ignore every
@@ -47,7 +53,7 @@ _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "depe
                 "dependencies")  # fmt: skip
 
 
-def rewrite_spec(spec: ConstraintSpec, *, dependencies: bool = False) -> ConstraintSpec:
+def rewrite_spec(spec: ConstraintSpec, *, clauses: bool = False) -> ConstraintSpec:
     """``spec`` with its JSON schema rewritten, or ``spec`` itself when nothing changes (or
     the schema does not parse: validation then says why)."""
     if spec.kind != "json_schema" or not isinstance(spec.value, str):
@@ -56,16 +62,16 @@ def rewrite_spec(spec: ConstraintSpec, *, dependencies: bool = False) -> Constra
         schema = json.loads(spec.value)
     except (ValueError, RecursionError):
         return spec
-    rewriter = _Rewriter(schema, dependencies)
+    rewriter = _Rewriter(schema, clauses)
     rewritten = rewriter.node(schema, 0)
     if not rewriter.changed:
         return spec
     return dataclasses.replace(spec, value=json.dumps(rewritten))
 
 
-def rewrite(schema: Any, *, dependencies: bool = False) -> Any:
+def rewrite(schema: Any, *, clauses: bool = False) -> Any:
     """A copy of ``schema`` with the exact rewrites applied."""
-    return _Rewriter(schema, dependencies).node(schema, 0)
+    return _Rewriter(schema, clauses).node(schema, 0)
 
 
 def without_formats(schema_text: str, formats: frozenset[str]) -> str:
@@ -76,14 +82,14 @@ def without_formats(schema_text: str, formats: frozenset[str]) -> str:
 
 class _Rewriter:
     def __init__(
-        self, root: Any, dependencies: bool, drop_formats: frozenset[str] = frozenset()
+        self, root: Any, clauses: bool, drop_formats: frozenset[str] = frozenset()
     ) -> None:
         self.root = root
-        self.dependencies = dependencies
+        self.clauses = clauses
         self.drop_formats = drop_formats
         self.changed = False
 
-    def node(self, schema: Any, depth: int) -> Any:
+    def node(self, schema: Any, depth: int) -> Any:  # a schema, or False for "nothing"
         if not isinstance(schema, dict) or depth > MAX_DEPTH:
             return schema
         out = dict(schema)
@@ -101,8 +107,11 @@ class _Rewriter:
                 }
         if out.get("format") in self.drop_formats:
             del out["format"]
+        if "not" in out and (out["not"] is True or out["not"] == {}):
+            self.changed = True
+            return False
         self._one_of(out)
-        if self.dependencies:
+        if self.clauses:
             self._dependencies(out)
         return out
 
@@ -110,8 +119,14 @@ class _Rewriter:
         branches = node.get("oneOf")
         if not isinstance(branches, list) or len(branches) > MAX_BRANCHES or "anyOf" in node:
             return
-        if all(_disjoint(a, b, self.root) for a, b in itertools.combinations(branches, 2)):
+        context = _kinds({k: v for k, v in node.items() if k != "oneOf"}, self.root)
+        pairs = itertools.combinations(branches, 2)
+        if all(_disjoint(a, b, self.root, context) for a, b in pairs):
             node["anyOf"] = node.pop("oneOf")
+            self.changed = True
+        elif self.clauses and (groups := _required_groups(branches)) is not None:
+            del node["oneOf"]
+            node["anyOf"] = [_only_group(i, groups) for i in range(len(groups))]
             self.changed = True
 
     def _dependencies(self, node: dict[str, Any]) -> None:
@@ -134,6 +149,31 @@ class _Rewriter:
             node.pop(key, None)
         node["allOf"] = [*_list(node.get("allOf")), *clauses]
         self.changed = True
+
+
+def _required_groups(branches: list[Any]) -> list[list[str]] | None:
+    """The property groups of a ``oneOf`` whose branches say only ``required``: at least two,
+    none empty, none inside another (else the rewrite would hold impossible branches)."""
+    if len(branches) < 2 or not all(
+        isinstance(b, dict) and set(b) == {"required"} and _required(b) for b in branches
+    ):
+        return None
+    groups = [_required(b) for b in branches]
+    for a, b in itertools.permutations(groups, 2):
+        if set(a) <= set(b):
+            return None
+    return groups
+
+
+def _only_group(i: int, groups: list[list[str]]) -> dict[str, Any]:
+    """An object with group ``i`` that lacks at least one property of every other group (a
+    non-object matches every branch of such a ``oneOf``, so none of it)."""
+    others = [
+        {"anyOf": [{"properties": {name: False}} for name in group]}
+        for j, group in enumerate(groups)
+        if j != i
+    ]
+    return {"type": "object", "required": groups[i], "allOf": others}
 
 
 def _list(value: Any) -> list[Any]:
@@ -249,24 +289,26 @@ def _kinds(schema: Any, root: Any, depth: int = 0) -> set[str] | None:
     return found
 
 
-def _disjoint(a: Any, b: Any, root: Any) -> bool:
-    """True when no document can match both ``a`` and ``b`` (False when not proven)."""
+def _disjoint(a: Any, b: Any, root: Any, context: set[str] | None = None) -> bool:
+    """True when no document of the ``context`` types (the schema around the ``oneOf``; None:
+    any) can match both ``a`` and ``b``. False when that is not proven."""
     ka, kb = _kinds(a, root), _kinds(b, root)
+    if context is not None:
+        ka = context if ka is None else ka & context
+        kb = context if kb is None else kb & context
     if ka is not None and kb is not None and not ka & kb:
         return True
     ra, rb = _resolve(a, root), _resolve(b, root)
     va, vb = _values(ra), _values(rb)
     if va is not None and vb is not None and not va & vb:
         return True
-    return _discriminated(ra, rb, root)
+    return {"object"} in (ka, kb) and _discriminated(ra, rb, root)
 
 
 def _discriminated(a: Any, b: Any, root: Any) -> bool:
-    """Both require a property whose allowed values do not overlap, and one of them matches
-    objects only (``required`` says nothing about other types)."""
+    """Both require a property whose allowed values do not overlap (which, for objects, no
+    document can satisfy both ways)."""
     if not isinstance(a, dict) or not isinstance(b, dict):
-        return False
-    if {"object"} not in (_kinds(a, root), _kinds(b, root)):
         return False
     shared = set(_required(a)) & set(_required(b))
     for name in shared:

@@ -96,6 +96,16 @@ SIBLING_ANY_OF = {
     "anyOf": [{"required": ["a"]}, {"required": ["b"]}],
     "additionalProperties": False,
 }
+GROUPS = {
+    "type": "object",
+    "properties": {
+        "length": {"type": "integer"},
+        "radius": {"type": "integer"},
+        "width": {"type": "integer"},
+    },
+    "oneOf": [{"required": ["length", "width"]}, {"required": ["radius"]}],
+    "additionalProperties": False,
+}
 # What each backend refuses (a 400) rather than loosen.
 UNSUPPORTED = {
     "xgrammar": [
@@ -103,6 +113,7 @@ UNSUPPORTED = {
         "json_dependencies",
         "json_all_of",
         "json_sibling_any_of",
+        "json_required_groups",
         "json_whitespace",
     ],
     "guidance": ["json_unique"],
@@ -112,6 +123,7 @@ UNSUPPORTED = {
         "json_dependencies",
         "json_all_of",
         "json_sibling_any_of",
+        "json_required_groups",
         "gbnf",
         "lark",
     ],
@@ -121,6 +133,7 @@ UNSUPPORTED = {
         "json_dependencies",
         "json_all_of",
         "json_sibling_any_of",
+        "json_required_groups",
         "json_whitespace",
         "gbnf",
         "lark",
@@ -246,6 +259,11 @@ CASES: dict[str, tuple[ConstraintSpec, list[str], Callable[[str], None]]] = {
         _schema(SIBLING_ANY_OF),
         ["{}", '{"b": "y"}'],
         _valid_json(SIBLING_ANY_OF),
+    ),
+    "json_required_groups": (
+        _schema(GROUPS),
+        ['{"length": 1, "radius": 3, "width": 2}', '{"radius": 3}', "{}"],
+        _valid_json(GROUPS),
     ),
     "json_whitespace": (
         _schema(PERSON, whitespace_pattern=r"[ ]?"),

@@ -18,7 +18,9 @@ SAMPLES: list[Any] = [
     {"kind": "oval"}, {"kind": 1}, {"a": "x"}, {"a": "x", "b": "y"}, {"b": "y"},
     {"a": "x", "b": "y", "c": 3}, {"a": "x", "c": 3}, {"c": 3}, {"a": "x", "type": "section"},
     {"a": "x", "type": "other"}, {"type": "other"}, {"name": {"first": "A"}},
-    {"name": {"first": "A", "last": "B"}},
+    {"name": {"first": "A", "last": "B"}}, {"length": 1, "width": 2}, {"radius": 1},
+    {"length": 1, "width": 2, "radius": 3}, {"length": 1}, {"length": 1, "radius": 3},
+    {"kind": "circle"}, {"kind": "square"},
 ]  # fmt: skip
 
 
@@ -45,6 +47,13 @@ DISJOINT = {
     "through $ref": {
         "$defs": {"s": {"type": "string"}, "n": {"$ref": "#/$defs/null"}, "null": {"type": "null"}},
         "oneOf": [{"$ref": "#/$defs/s"}, {"$ref": "#/$defs/n"}],
+    },
+    "discriminator in an object": {
+        "type": "object",
+        "oneOf": [
+            {"properties": {"kind": {"const": "circle"}}, "required": ["kind"]},
+            {"properties": {"kind": {"const": "square"}}, "required": ["kind"]},
+        ],
     },
     "nested anyOf": {
         "oneOf": [{"anyOf": [{"type": "string"}, {"type": "boolean"}]}, {"type": "number"}]
@@ -111,7 +120,7 @@ DEPENDENT = {
 @pytest.mark.parametrize("schema", DEPENDENT.values(), ids=DEPENDENT.keys())
 def test_dependencies_become_an_all_of_of_any_ofs(schema: dict[str, Any]) -> None:
     assert rewrite(schema) == schema  # only when asked
-    rewritten = rewrite(schema, dependencies=True)
+    rewritten = rewrite(schema, clauses=True)
     text = json.dumps(rewritten)
     assert "dependentRequired" not in text and "dependentSchemas" not in text
     assert '"dependencies"' not in text
@@ -127,12 +136,12 @@ def test_keywords_spelled_as_property_names_are_names() -> None:
         },
         "enum": [{"oneOf": [{"type": "string"}, {"type": "null"}]}],
     }
-    assert rewrite(schema, dependencies=True) == schema
+    assert rewrite(schema, clauses=True) == schema
 
 
 def test_a_malformed_dependency_is_left_for_validation() -> None:
     schema = {**BASE, "dependentRequired": {"a": "b"}}
-    assert rewrite(schema, dependencies=True) == schema
+    assert rewrite(schema, clauses=True) == schema
 
 
 def test_specs_are_rewritten_only_when_something_changes() -> None:
@@ -174,3 +183,49 @@ def test_without_formats_drops_only_the_named_formats() -> None:
     assert rewritten["properties"]["path"] == {"type": "string"}
     assert rewritten["properties"]["day"] == {"type": "string", "format": "date"}
     assert rewritten["properties"]["format"] == {"type": "string"}  # a property named format
+
+
+def test_not_anything_is_false() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"not": {}},
+            "b": {"type": "string", "not": True},
+            "c": {"not": {"type": "string"}},
+        },
+    }
+    rewritten = rewrite(schema)
+    assert rewritten["properties"]["a"] is False and rewritten["properties"]["b"] is False
+    assert rewritten["properties"]["c"] == {"not": {"type": "string"}}  # left for the backend
+    same_language(schema, rewritten)
+
+
+GROUPS = {
+    "two groups": {"oneOf": [{"required": ["length", "width"]}, {"required": ["radius"]}]},
+    "in an object": {
+        "type": "object",
+        "properties": {"length": {}, "width": {}, "radius": {}},
+        "oneOf": [{"required": ["length"]}, {"required": ["radius"]}, {"required": ["width"]}],
+    },
+}
+
+
+@pytest.mark.parametrize("schema", GROUPS.values(), ids=GROUPS.keys())
+def test_a_one_of_of_required_groups_becomes_exact_any_of_clauses(schema: dict[str, Any]) -> None:
+    assert rewrite(schema) == schema  # only when asked
+    rewritten = rewrite(schema, clauses=True)
+    assert "oneOf" not in json.dumps(rewritten)
+    same_language(schema, rewritten)
+
+
+@pytest.mark.parametrize(
+    "branches",
+    [
+        [{"required": ["a"]}, {"required": ["a", "b"]}],  # one group inside another
+        [{"required": ["a"]}, {"required": []}],
+        [{"required": ["a"]}, {"required": ["b"], "type": "object"}],  # not required alone
+    ],
+)
+def test_other_one_ofs_of_required_stay(branches: list[Any]) -> None:
+    schema = {"oneOf": branches}
+    assert rewrite(schema, clauses=True) == schema

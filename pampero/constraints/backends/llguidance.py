@@ -170,7 +170,7 @@ def _json_options(spec: ConstraintSpec) -> dict[str, Any] | None:
 
 def _json_schema(spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset()) -> str:
     matcher = library("llguidance").LLMatcher
-    schema = rewrite_spec(spec, dependencies=True).value  # llguidance lacks dependentRequired
+    schema = rewrite_spec(spec, clauses=True).value  # e.g. dependentRequired, which it lacks
     if unknown_formats:
         schema = without_formats(schema, unknown_formats)
     text: str = matcher.grammar_from_json_schema(schema, overrides=_json_options(spec))
