@@ -7,7 +7,6 @@ rewritten exactly is left as it is, for each backend to enforce or refuse (never
   ``anyOf``, which then means the same. Disjoint: by JSON type, by ``const``/``enum`` values, or
   by a property every branch requires whose ``const``/``enum`` values differ (a discriminator).
   Local ``$ref``s are followed. That is how schemas use ``oneOf`` almost always.
-- ``{"not": {}}`` (or ``{"not": true}``), which nothing matches, is ``false``.
 - With ``clauses=True``, for a backend that intersects ``allOf`` clauses and sibling keywords
   exactly and reads ``false`` as "absent" (guidance; the contract tests show the others let
   invalid objects through, so they refuse such schemas):
@@ -15,6 +14,8 @@ rewritten exactly is left as it is, for each backend to enforce or refuse (never
   - ``dependentRequired`` / ``dependentSchemas`` (and draft 7's ``dependencies``, either form):
     "if A is present, the object also needs B / matches S" becomes, in ``allOf``, the clause
     ``anyOf: [{properties: {A: false}}, {required: [A, B...]} (with S's keywords)]``;
+  - ``{"not": {}}`` (or ``{"not": true}``), which nothing matches, is ``false`` (which a
+    draft-04 schema cannot say: these rewrites come after validation);
   - a ``oneOf`` of groups of required properties (``[{required: [length, width]},
     {required: [radius]}]``) becomes an ``anyOf`` of objects that have one group and lack a
     property of every other group.
@@ -107,7 +108,7 @@ class _Rewriter:
                 }
         if out.get("format") in self.drop_formats:
             del out["format"]
-        if "not" in out and (out["not"] is True or out["not"] == {}):
+        if self.clauses and "not" in out and (out["not"] is True or out["not"] == {}):
             self.changed = True
             return False
         self._one_of(out)
