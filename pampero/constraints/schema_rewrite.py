@@ -7,6 +7,9 @@ rewritten exactly is left as it is, for each backend to enforce or refuse (never
   ``anyOf``, which then means the same. Disjoint: by JSON type, by ``const``/``enum`` values, or
   by a property every branch requires whose ``const``/``enum`` values differ (a discriminator).
   Local ``$ref``s are followed. That is how schemas use ``oneOf`` almost always.
+- A ``type`` beside a ``$ref`` whose target already declares that type (or a narrower one)
+  says nothing more (and draft 4 to 7 ignore it anyway): it is dropped, which lets guidance
+  compile recursive definitions that carry one.
 - With ``clauses=True``, for a backend that intersects ``allOf`` clauses and sibling keywords
   exactly and reads ``false`` as "absent" (guidance; the contract tests show the others let
   invalid objects through, so they refuse such schemas):
@@ -106,6 +109,9 @@ class _Rewriter:
                     name: self.node(value, depth + 1) if isinstance(value, dict) else value
                     for name, value in out[key].items()
                 }
+        if "type" in out and isinstance(out.get("$ref"), str) and self._implied_type(out):
+            del out["type"]
+            self.changed = True
         if out.get("format") in self.drop_formats:
             del out["format"]
         if self.clauses and "not" in out and (out["not"] is True or out["not"] == {}):
@@ -115,6 +121,15 @@ class _Rewriter:
         if self.clauses:
             self._dependencies(out)
         return out
+
+    def _implied_type(self, node: dict[str, Any]) -> bool:
+        target = _resolve({"$ref": node["$ref"]}, self.root)
+        if not isinstance(target, dict):
+            return False
+        declared, beside = _type_names(target.get("type")), _type_names(node.get("type"))
+        if not declared or not beside:
+            return False
+        return all(t in beside or (t == "integer" and "number" in beside) for t in declared)
 
     def _one_of(self, node: dict[str, Any]) -> None:
         branches = node.get("oneOf")
@@ -175,6 +190,13 @@ def _only_group(i: int, groups: list[list[str]]) -> dict[str, Any]:
         if j != i
     ]
     return {"type": "object", "required": groups[i], "allOf": others}
+
+
+def _type_names(value: Any) -> set[str]:
+    names = [value] if isinstance(value, str) else value
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return set(names)
+    return set()
 
 
 def _list(value: Any) -> list[Any]:

@@ -230,3 +230,27 @@ def test_a_one_of_of_required_groups_becomes_exact_any_of_clauses(schema: dict[s
 def test_other_one_ofs_of_required_stay(branches: list[Any]) -> None:
     schema = {"oneOf": branches}
     assert rewrite(schema, clauses=True) == schema
+
+
+def test_a_type_beside_a_ref_that_already_has_it_is_dropped() -> None:
+    defs = {
+        "node": {"type": "object", "properties": {"v": {"type": "integer"}}},
+        "count": {"type": "integer"},
+        "loose": {"properties": {"v": {"type": "integer"}}},
+    }
+    schema = {
+        "$defs": defs,
+        "type": "object",
+        "properties": {
+            "a": {"$ref": "#/$defs/node", "type": "object", "description": "kept"},
+            "b": {"$ref": "#/$defs/count", "type": ["number", "null"]},
+            "c": {"$ref": "#/$defs/loose", "type": "object"},  # the type says more: kept
+            "d": {"$ref": "#/$defs/node", "type": "array"},  # contradicts: kept (nothing valid)
+        },
+    }
+    properties = rewrite(schema)["properties"]
+    assert properties["a"] == {"$ref": "#/$defs/node", "description": "kept"}
+    assert properties["b"] == {"$ref": "#/$defs/count"}
+    assert properties["c"] == schema["properties"]["c"]
+    assert properties["d"] == schema["properties"]["d"]
+    same_language(schema, rewrite(schema))
