@@ -203,8 +203,9 @@ def test_auto_gives_content_or_calls_never_markup(api, prompt, fields):
             assert isinstance(json.loads(call["function"]["arguments"]), dict)
         # The small model may start yet another call after its first ones; when max_tokens cuts
         # that one off, the complete calls come back and the finish says the answer was cut.
-        cut = answer["usage"]["completion_tokens"] == 60
-        assert choice["finish_reason"] == ("length" if cut else "tool_calls")
+        assert choice["finish_reason"] in ("tool_calls", "length")
+        if choice["finish_reason"] == "length":
+            assert answer["usage"]["completion_tokens"] == 60
     else:
         assert choice["message"]["content"]
         assert choice["finish_reason"] in ("stop", "length")
