@@ -4,12 +4,15 @@ Every rewrite keeps the set of valid documents exactly the same; a keyword that 
 rewritten exactly is left as it is, for each backend to enforce or refuse (never to drop).
 
 - ``oneOf`` whose branches are provably disjoint (no document can match two of them) becomes
-  ``anyOf``, which then means the same. Disjoint: by JSON type, by ``const``/``enum`` values, or
-  by a property every branch requires whose ``const``/``enum`` values differ (a discriminator).
+  ``anyOf``, which then means the same. Disjoint: by JSON type, by ``const``/``enum`` values, by a
+  property every branch requires whose ``const``/``enum`` values differ (a discriminator), by
+  a property one branch requires and the other forbids (``additionalProperties: false``), or
+  by any ``allOf`` item of one branch being disjoint from the other.
   Local ``$ref``s are followed. That is how schemas use ``oneOf`` almost always.
-- A ``type`` beside a ``$ref`` whose target already declares that type (or a narrower one)
-  says nothing more (and draft 4 to 7 ignore it anyway): it is dropped, which lets guidance
-  compile recursive definitions that carry one.
+- A ``type`` beside a ``$ref``, ``anyOf`` or ``oneOf`` that already keeps documents to that
+  type (or a narrower one: the target declares it, every branch does) says nothing more: it is
+  dropped. That lets guidance compile recursive definitions that carry one, which it would
+  otherwise have to intersect while still defining them.
 - With ``clauses=True``, for a backend that intersects ``allOf`` clauses and sibling keywords
   exactly and reads ``false`` as "absent" (guidance; the contract tests show the others let
   invalid objects through, so they refuse such schemas):
@@ -41,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 from typing import Any
 
 from pampero.constraints.base import ConstraintSpec
@@ -53,6 +57,7 @@ MAX_BRANCHES = 64  # oneOf branches compared pairwise; longer lists are left as 
 _SCHEMA = ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then",
            "else", "propertyNames", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
+_ANNOTATIONS = ("description", "title", "$comment", "examples", "default", "$schema", "$id")
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
                 "dependencies")  # fmt: skip
 
@@ -109,7 +114,7 @@ class _Rewriter:
                     name: self.node(value, depth + 1) if isinstance(value, dict) else value
                     for name, value in out[key].items()
                 }
-        if "type" in out and isinstance(out.get("$ref"), str) and self._implied_type(out):
+        if "type" in out and self._implied_type(out):
             del out["type"]
             self.changed = True
         if out.get("format") in self.drop_formats:
@@ -120,16 +125,20 @@ class _Rewriter:
         self._one_of(out)
         if self.clauses:
             self._dependencies(out)
+            self._pattern_duplicates(out)
         return out
 
     def _implied_type(self, node: dict[str, Any]) -> bool:
-        target = _resolve({"$ref": node["$ref"]}, self.root)
-        if not isinstance(target, dict):
+        """The ``type`` beside a ``$ref``, ``anyOf`` or ``oneOf`` that already keeps every
+        document to that type (or a narrower one) says nothing more."""
+        if not any(key in node for key in ("$ref", "anyOf", "oneOf")):
             return False
-        declared, beside = _type_names(target.get("type")), _type_names(node.get("type"))
-        if not declared or not beside:
-            return False
-        return all(t in beside or (t == "integer" and "number" in beside) for t in declared)
+        beside = _type_names(node["type"])
+        if not beside or ("integer" in beside and _NUMBER not in beside):
+            return False  # "integer" is narrower than the "number" _kinds reports
+        rest = {k: v for k, v in node.items() if k != "type"}
+        implied = _kinds(rest, self.root)
+        return implied is not None and implied <= beside
 
     def _one_of(self, node: dict[str, Any]) -> None:
         branches = node.get("oneOf")
@@ -165,6 +174,34 @@ class _Rewriter:
             node.pop(key, None)
         node["allOf"] = [*_list(node.get("allOf")), *clauses]
         self.changed = True
+
+    def _pattern_duplicates(self, node: dict[str, Any]) -> None:
+        """A property whose schema repeats that of a ``patternProperties`` entry matching its
+        name must match both, which is matching one: its own schema becomes ``{}``."""
+        properties, patterns = node.get("properties"), node.get("patternProperties")
+        if not isinstance(properties, dict) or not isinstance(patterns, dict):
+            return
+        for name, schema in properties.items():
+            if schema == {} or not isinstance(schema, dict):
+                continue
+            own = _without_annotations(schema)
+            for pattern, other in patterns.items():
+                duplicate = isinstance(other, dict) and _without_annotations(other) == own
+                if duplicate and _matches(pattern, name):
+                    properties[name] = {}
+                    self.changed = True
+                    break
+
+
+def _without_annotations(schema: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in schema.items() if k not in _ANNOTATIONS}, sort_keys=True)
+
+
+def _matches(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except (re.error, RecursionError):
+        return False
 
 
 def _required_groups(branches: list[Any]) -> list[list[str]] | None:
@@ -312,9 +349,16 @@ def _kinds(schema: Any, root: Any, depth: int = 0) -> set[str] | None:
     return found
 
 
-def _disjoint(a: Any, b: Any, root: Any, context: set[str] | None = None) -> bool:
+def _disjoint(a: Any, b: Any, root: Any, context: set[str] | None = None, depth: int = 0) -> bool:
     """True when no document of the ``context`` types (the schema around the ``oneOf``; None:
     any) can match both ``a`` and ``b``. False when that is not proven."""
+    for one, other in ((a, b), (b, a)):
+        parts = _resolve(one, root)
+        parts = parts.get("allOf") if isinstance(parts, dict) else None
+        if not isinstance(parts, list) or len(parts) > MAX_BRANCHES or depth >= REF_HOPS:
+            continue
+        if any(_disjoint(part, other, root, context, depth + 1) for part in parts):
+            return True
     ka, kb = _kinds(a, root), _kinds(b, root)
     if context is not None:
         ka = context if ka is None else ka & context
@@ -333,6 +377,8 @@ def _discriminated(a: Any, b: Any, root: Any) -> bool:
     document can satisfy both ways)."""
     if not isinstance(a, dict) or not isinstance(b, dict):
         return False
+    if any(_forbids(b, n) for n in _required(a)) or any(_forbids(a, n) for n in _required(b)):
+        return True
     shared = set(_required(a)) & set(_required(b))
     for name in shared:
         va = _values(_resolve(_property(a, name), root))
@@ -340,6 +386,23 @@ def _discriminated(a: Any, b: Any, root: Any) -> bool:
         if va is not None and vb is not None and not va & vb:
             return True
     return False
+
+
+def _forbids(schema: dict[str, Any], name: str) -> bool:
+    """An object ``schema`` matches cannot have property ``name``."""
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    if name in properties:
+        return properties[name] is False
+    if schema.get("additionalProperties") is not False:
+        return False
+    patterns = schema.get("patternProperties")
+    if not isinstance(patterns, dict):
+        return True
+    try:
+        return not any(re.search(p, name) for p in patterns)
+    except (re.error, RecursionError):
+        return False
 
 
 def _required(schema: dict[str, Any]) -> list[str]:

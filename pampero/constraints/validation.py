@@ -55,6 +55,12 @@ COMBINED_BRANCHES = "anyOf/oneOf beside other keywords"
 # A pseudo-keyword for ``true``/``false`` as a property's or a branch's schema (not the common
 # ``additionalProperties: false``), which lm-format-enforcer cannot read.
 BOOLEAN_SUBSCHEMA = "true/false as a property or branch schema"
+# A pseudo-keyword for a listed property that a ``patternProperties`` entry of the same object
+# also matches (both schemas must then hold): xgrammar applies only the listed one.
+PATTERN_MEETS_PROPERTY = "patternProperties matching a listed property"
+# A pseudo-keyword for ``required`` naming a property its object does not list: xgrammar allows
+# no unlisted property (its strict mode) and drops the requirement instead.
+REQUIRED_UNLISTED = "required naming a property not in properties"
 _BRANCH_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 # Keywords whose value maps names to subschemas (their keys are names, not keywords).
 _NAME_MAPS = frozenset(
@@ -230,6 +236,10 @@ def _keywords(schema_text: str) -> set[str]:
         branching = "anyOf" in node or "oneOf" in node
         if branching and set(node) - ANNOTATIONS - {"anyOf", "oneOf"}:
             used.add(COMBINED_BRANCHES)
+        if _pattern_meets_property(node):
+            used.add(PATTERN_MEETS_PROPERTY)
+        if _required_unlisted(node):
+            used.add(REQUIRED_UNLISTED)
         for key, value in node.items():
             used.add(key)
             if _holds_boolean_schema(key, value):
@@ -253,6 +263,27 @@ def _holds_boolean_schema(key: str, value: Any) -> bool:
 
 def _too_deep(limits: Limits) -> str:
     return f"the JSON schema nests deeper than {limits.max_nesting} levels"
+
+
+def _required_unlisted(node: dict[str, Any]) -> bool:
+    required, properties = node.get("required"), node.get("properties")
+    if not isinstance(required, list) or not required:
+        return False
+    listed = properties if isinstance(properties, dict) else {}
+    return any(isinstance(name, str) and name not in listed for name in required)
+
+
+def _pattern_meets_property(node: dict[str, Any]) -> bool:
+    properties, patterns = node.get("properties"), node.get("patternProperties")
+    if not isinstance(properties, dict) or not isinstance(patterns, dict):
+        return False
+    for pattern in patterns:
+        try:
+            if any(re.search(pattern, name) for name in properties):
+                return True
+        except (re.error, TypeError, RecursionError):
+            return True  # unknown: assume it does
+    return False
 
 
 def _walk(

@@ -114,6 +114,9 @@ UNSUPPORTED = {
         "json_all_of",
         "json_sibling_any_of",
         "json_required_groups",
+        "json_recursive_all_of",
+        "json_pattern_meets_property",
+        "json_required_unlisted",
         "json_whitespace",
     ],
     "guidance": ["json_unique"],
@@ -124,6 +127,9 @@ UNSUPPORTED = {
         "json_all_of",
         "json_sibling_any_of",
         "json_required_groups",
+        "json_recursive_all_of",
+        "json_pattern_meets_property",
+        "json_required_unlisted",
         "gbnf",
         "lark",
     ],
@@ -134,11 +140,43 @@ UNSUPPORTED = {
         "json_all_of",
         "json_sibling_any_of",
         "json_required_groups",
+        "json_recursive_all_of",
+        "json_pattern_meets_property",
+        "json_required_unlisted",
         "json_whitespace",
         "gbnf",
         "lark",
     ],
 }
+RECURSIVE = {  # children must carry "v": guidance intersects a $ref it is still defining
+    "$defs": {
+        "node": {
+            "type": "object",
+            "properties": {
+                "v": {"type": "integer"},
+                "kids": {
+                    "type": "array",
+                    "items": {"allOf": [{"$ref": "#/$defs/node"}, {"required": ["v"]}]},
+                    "maxItems": 2,
+                },
+            },
+            "additionalProperties": False,
+        }
+    },
+    "$ref": "#/$defs/node",
+}
+PATTERNED = {  # "next" also meets the pattern matching every name
+    "$defs": {
+        "item": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "next": {"type": "object"}},
+            "patternProperties": {".*": {"anyOf": [{"$ref": "#/$defs/item"}, {"type": "string"}]}},
+            "required": ["name"],
+        }
+    },
+    "$ref": "#/$defs/item",
+}
+UNLISTED = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a", "b"]}
 BOUNDS = {
     "type": "object",
     "properties": {
@@ -264,6 +302,21 @@ CASES: dict[str, tuple[ConstraintSpec, list[str], Callable[[str], None]]] = {
         _schema(GROUPS),
         ['{"length": 1, "radius": 3, "width": 2}', '{"radius": 3}', "{}"],
         _valid_json(GROUPS),
+    ),
+    "json_recursive_all_of": (
+        _schema(RECURSIVE),
+        ['{"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}', '{"kids": [{"kids": []}]}'],
+        _valid_json(RECURSIVE),
+    ),
+    "json_pattern_meets_property": (
+        _schema(PATTERNED),
+        ['{"name": "a", "next": {"name": "b"}, "x": "y"}', '{"name": "a", "next": "b"}'],
+        _valid_json(PATTERNED),
+    ),
+    "json_required_unlisted": (
+        _schema(UNLISTED),
+        ['{"a": 1, "b": 2}', '{"a": 1}'],
+        _valid_json(UNLISTED),
     ),
     "json_whitespace": (
         _schema(PERSON, whitespace_pattern=r"[ ]?"),

@@ -30,6 +30,11 @@ T = TypeVar("T")
 _CPP_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
 
 ANY_OBJECT = '{"type": "object"}'  # json_object: any JSON object
+# Whitespace between JSON tokens when the request names no pattern: a space, or one line break
+# and an indent, as llama.cpp's JSON grammars allow. Unbounded whitespace lets a small model
+# loop on blank lines until max_tokens (seen on JSONSchemaBench with greedy decoding).
+MAX_INDENT = 40
+JSON_WHITESPACE = rf"(?: |\n[ \t]{{0,{MAX_INDENT}}})?"
 # The structural core of JSON Schema, which the character- and regex-level backends enforce
 # (not allOf: they do not intersect its clauses, so {"allOf": [{"required": ["b"]}]} lets {} out).
 CORE_KEYWORDS = frozenset(

@@ -19,6 +19,7 @@ from typing import Any
 
 from pampero.constraints.backends._common import (
     ANY_OBJECT,
+    JSON_WHITESPACE,
     BoolMask,
     MaskedMatcher,
     PackedBits,
@@ -27,6 +28,7 @@ from pampero.constraints.backends._common import (
     library,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.schema_intersect import resolve_intersections
 from pampero.constraints.schema_rewrite import rewrite_spec, without_formats
 from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
@@ -34,6 +36,7 @@ from pampero.errors import InvalidRequestError
 
 _MAX_PIECE = 64  # longest token the greedy tokenizer tries
 _UNKNOWN_FORMAT = re.compile(r"Unknown format: ([^\s,;]+)")
+_CIRCULAR = "circular references with sibling keys"
 
 
 class _GreedyTokenizer:
@@ -112,15 +115,21 @@ class GuidanceBackend:
     def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> str:
         state = self._vocab.get(vocabulary)
         dropped: set[str] = set()
+        intersected = False
         while True:
-            grammar = _grammar_text(spec, frozenset(dropped))
+            grammar = _grammar_text(spec, frozenset(dropped), intersected)
             try:
                 self._started(grammar, spec, state)  # proves the parser and first lexer build
             except InvalidRequestError as exc:
-                unknown = _UNKNOWN_FORMAT.search(exc.message)
-                if spec.kind != "json_schema" or unknown is None or unknown[1] in dropped:
+                if spec.kind != "json_schema":
                     raise
-                dropped.add(unknown[1])  # an annotation it cannot check: as other backends do
+                unknown = _UNKNOWN_FORMAT.search(exc.message)
+                if unknown is not None and unknown[1] not in dropped:
+                    dropped.add(unknown[1])  # an annotation it cannot check, as others do
+                elif _CIRCULAR in exc.message and not intersected:
+                    intersected = True  # it cannot intersect a $ref it is still defining
+                else:
+                    raise
                 continue
             return grammar
 
@@ -152,27 +161,31 @@ def _refusal(spec: ConstraintSpec, error: str) -> InvalidRequestError:
     return compile_refusal(GuidanceBackend.name, spec, error)
 
 
-def _grammar_text(spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset()) -> str:
+def _grammar_text(
+    spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset(), intersected: bool = False
+) -> str:
     try:
         if spec.kind == "json_schema":
-            return _json_schema(spec, unknown_formats)
+            return _json_schema(spec, unknown_formats, intersected)
         text: str = _TRANSLATORS[spec.kind](spec)
     except ValueError as exc:
         raise _refusal(spec, str(exc)) from None
     return text
 
 
-def _json_options(spec: ConstraintSpec) -> dict[str, Any] | None:
-    if spec.whitespace_pattern is None:
-        return None
-    return {"whitespace_pattern": spec.whitespace_pattern}
+def _json_options(spec: ConstraintSpec) -> dict[str, Any]:
+    return {"whitespace_pattern": spec.whitespace_pattern or JSON_WHITESPACE}
 
 
-def _json_schema(spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset()) -> str:
+def _json_schema(
+    spec: ConstraintSpec, unknown_formats: frozenset[str] = frozenset(), intersected: bool = False
+) -> str:
     matcher = library("llguidance").LLMatcher
     schema = rewrite_spec(spec, clauses=True).value  # e.g. dependentRequired, which it lacks
     if unknown_formats:
         schema = without_formats(schema, unknown_formats)
+    if intersected and (resolved := resolve_intersections(json.loads(schema))) is not None:
+        schema = json.dumps(resolved)
     text: str = matcher.grammar_from_json_schema(schema, overrides=_json_options(spec))
     return text
 

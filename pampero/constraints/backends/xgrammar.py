@@ -18,6 +18,7 @@ import numpy as np
 
 from pampero.constraints.backends._common import (
     ANY_OBJECT,
+    MAX_INDENT,
     BoolMask,
     MaskedMatcher,
     PackedBits,
@@ -27,7 +28,12 @@ from pampero.constraints.backends._common import (
     refuse_ignored,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.validation import COMBINED_BRANCHES, grammar_syntax
+from pampero.constraints.validation import (
+    COMBINED_BRANCHES,
+    PATTERN_MEETS_PROPERTY,
+    REQUIRED_UNLISTED,
+    grammar_syntax,
+)
 from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # JSON Schema keywords xgrammar accepts but does not enforce: refused, never silently dropped.
@@ -38,6 +44,8 @@ IGNORED = frozenset(
         "oneOf",
         "allOf",  # its clauses are not intersected: {"allOf": [{"required": ["b"]}]} lets {} out
         COMBINED_BRANCHES,
+        PATTERN_MEETS_PROPERTY,  # the listed property's schema alone is applied
+        REQUIRED_UNLISTED,  # it allows no unlisted property, and drops the requirement
         "dependencies",
         "uniqueItems",
         "not",
@@ -126,12 +134,16 @@ class XGrammarBackend:
 
 
 def _json_schema(compiler: Any, spec: ConstraintSpec) -> Any:
-    return compiler.compile_json_schema(spec.value, any_whitespace=True)
+    return compiler.compile_json_schema(
+        spec.value, any_whitespace=True, max_whitespace_cnt=MAX_INDENT + 1
+    )
 
 
 def _json_object(compiler: Any, spec: ConstraintSpec) -> Any:
     # Not strict: any keys, any values.
-    return compiler.compile_json_schema(ANY_OBJECT, any_whitespace=True, strict_mode=False)
+    return compiler.compile_json_schema(
+        ANY_OBJECT, any_whitespace=True, strict_mode=False, max_whitespace_cnt=MAX_INDENT + 1
+    )
 
 
 def _regex(compiler: Any, spec: ConstraintSpec) -> Any:
