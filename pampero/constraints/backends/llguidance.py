@@ -28,6 +28,7 @@ from pampero.constraints.backends._common import (
     library,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.schema_close import closed
 from pampero.constraints.schema_intersect import resolve_intersections
 from pampero.constraints.schema_rewrite import rewrite_spec, without_formats
 from pampero.constraints.validation import grammar_syntax
@@ -184,8 +185,10 @@ def _json_schema(
     schema = rewrite_spec(spec, clauses=True).value  # e.g. dependentRequired, which it lacks
     if unknown_formats:
         schema = without_formats(schema, unknown_formats)
-    if intersected and (resolved := resolve_intersections(json.loads(schema))) is not None:
-        schema = json.dumps(resolved)
+    document = closed(json.loads(schema))  # no made-up keys, as xgrammar
+    if intersected and (resolved := resolve_intersections(document)) is not None:
+        document = resolved
+    schema = json.dumps(document)
     text: str = matcher.grammar_from_json_schema(schema, overrides=_json_options(spec))
     return text
 
