@@ -300,6 +300,51 @@ def test_openai_sdk_parse_with_a_pydantic_model(server):
     assert message.parsed == Persona.model_validate_json(message.content)
 
 
+THREAD = {  # replies must name their author: guidance intersects a $ref it is still defining
+    "$defs": {
+        "comment": {
+            "type": "object",
+            "properties": {
+                "author": {"type": "string", "maxLength": 20},
+                "text": {"type": "string", "maxLength": 60},
+                "replies": {
+                    "type": "array",
+                    "maxItems": 2,
+                    "items": {"allOf": [{"$ref": "#/$defs/comment"}, {"required": ["author"]}]},
+                },
+            },
+            "required": ["text"],
+        }
+    },
+    "$ref": "#/$defs/comment",
+}
+
+
+@pytest.mark.parametrize("backend", ["guidance", "auto"])
+def test_recursive_schema_with_intersections(api, backend):
+    """The Washington Post's shape: a recursive definition meeting allOf on its way back."""
+    response = api.post(
+        CHAT,
+        {
+            "model": MODEL_ID,
+            "messages": [{"role": "user", "content": "A comment with one reply, as JSON."}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "thread", "schema": THREAD, "strict": True},
+            },
+            "guided_decoding_backend": backend,
+            "max_tokens": 300,
+            "temperature": 0,
+        },
+    )
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    if choice["finish_reason"] == "stop":
+        jsonschema.validate(json.loads(choice["message"]["content"]), THREAD)
+    else:
+        assert choice["finish_reason"] == "length"
+
+
 # --- bad input: 400 naming the field, before any generation ------------------------------
 
 NO_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x"}}

@@ -175,7 +175,8 @@ def _grammar_text(
 
 
 def _json_options(spec: ConstraintSpec) -> dict[str, Any]:
-    return {"whitespace_pattern": spec.whitespace_pattern or JSON_WHITESPACE}
+    pattern = spec.whitespace_pattern
+    return {"whitespace_pattern": JSON_WHITESPACE if pattern is None else pattern}
 
 
 def _json_schema(
