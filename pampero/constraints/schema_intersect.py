@@ -35,6 +35,8 @@ import json
 import re
 from typing import Any
 
+from pampero.constraints.schema_walk import with_children
+
 MAX_DEFINITIONS = 400  # intersections defined before giving up
 MAX_GROWTH = 6  # output size, in multiples of the input's
 MAX_DEPTH = 64  # nested intersections
@@ -52,10 +54,6 @@ _NUMERIC = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _AT_LEAST = ("minLength", "minItems", "minProperties")
 _AT_MOST = ("maxLength", "maxItems", "maxProperties")
 _DEF_REF = re.compile(r"^#/(definitions|\$defs)/([^/]+)$")
-_SCHEMA_CHILDREN = ("items", "additionalItems", "additionalProperties", "contains", "not", "if",
-                    "then", "else", "propertyNames")  # fmt: skip
-_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
-_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas")
 
 
 class _GiveUp(Exception):
@@ -154,15 +152,7 @@ class _Resolver:
         if depth > MAX_DEPTH:
             raise _GiveUp("too deep")
         out = {k: v for k, v in node.items() if k not in _CONTAINERS}
-        for key in _SCHEMA_CHILDREN:
-            if isinstance(out.get(key), dict):
-                out[key] = self.normalize(out[key], depth + 1)
-        for key in _SCHEMA_LISTS:
-            if isinstance(out.get(key), list):
-                out[key] = [self.normalize(item, depth + 1) for item in out[key]]
-        for key in _SCHEMA_MAPS:
-            if isinstance(out.get(key), dict):
-                out[key] = {n: self.normalize(v, depth + 1) for n, v in out[key].items()}
+        out = with_children(out, lambda child: self.normalize(child, depth + 1))
         if not _has_ref(out):
             return out  # the backend intersects what holds no $ref itself
         parts = _groups(out)
@@ -349,16 +339,7 @@ def _pruned(node: Any, empty: set[str]) -> Any:
         return node
     if node.get("$ref") in empty:
         return False
-    out = dict(node)
-    for key in _SCHEMA_CHILDREN:
-        if isinstance(out.get(key), dict):
-            out[key] = _pruned(out[key], empty)
-    for key in ("allOf", "anyOf", "oneOf", "prefixItems"):
-        if isinstance(out.get(key), list):
-            out[key] = [_pruned(item, empty) for item in out[key]]
-    for key in _SCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {n: _pruned(v, empty) for n, v in out[key].items()}
+    out = with_children(node, lambda child: _pruned(child, empty), containers=False)
     if False in out.get("allOf", []):
         return False
     for key in ("anyOf", "oneOf"):

@@ -48,18 +48,13 @@ import re
 from typing import Any
 
 from pampero.constraints.base import ConstraintSpec
+from pampero.constraints.schema_walk import with_children
 
 MAX_DEPTH = 128  # no rewriting deeper than this (validation refuses deeper nesting anyway)
 REF_HOPS = 16  # $ref hops followed when deciding disjointness
 MAX_DEPENDENCIES = 16  # per object; more are left for the backend to refuse
 MAX_BRANCHES = 64  # oneOf branches compared pairwise; longer lists are left as they are
-
-_SCHEMA = ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then",
-           "else", "propertyNames", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
 _ANNOTATIONS = ("description", "title", "$comment", "examples", "default", "$schema", "$id")
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
-                "dependencies")  # fmt: skip
 
 
 def rewrite_spec(spec: ConstraintSpec, *, clauses: bool = False) -> ConstraintSpec:
@@ -101,19 +96,7 @@ class _Rewriter:
     def node(self, schema: Any, depth: int) -> Any:  # a schema, or False for "nothing"
         if not isinstance(schema, dict) or depth > MAX_DEPTH:
             return schema
-        out = dict(schema)
-        for key in _SCHEMA:
-            if isinstance(out.get(key), dict):
-                out[key] = self.node(out[key], depth + 1)
-        for key in _SCHEMA_LISTS:
-            if isinstance(out.get(key), list):
-                out[key] = [self.node(item, depth + 1) for item in out[key]]
-        for key in _SCHEMA_MAPS:
-            if isinstance(out.get(key), dict):
-                out[key] = {
-                    name: self.node(value, depth + 1) if isinstance(value, dict) else value
-                    for name, value in out[key].items()
-                }
+        out = with_children(schema, lambda child: self.node(child, depth + 1))
         if "type" in out and self._implied_type(out):
             del out["type"]
             self.changed = True
