@@ -30,6 +30,7 @@ from pampero.constraints.vocab import vocabulary_from_tokenizer
 from pampero.engines.llamacpp.tokenizer import load_vocab_only
 from pampero.errors import InvalidRequestError, UnsupportedParameter
 from pampero.settings import default_home
+from tests.unit.test_schema_intersect import NODE_WITH_ALL_OF  # shared: guidance refused it
 
 BACKENDS = ["xgrammar", "guidance", "outlines", "lm-format-enforcer"]
 IM_START = 151644
@@ -147,23 +148,6 @@ UNSUPPORTED = {
         "gbnf",
         "lark",
     ],
-}
-RECURSIVE = {  # children must carry "v": guidance intersects a $ref it is still defining
-    "$defs": {
-        "node": {
-            "type": "object",
-            "properties": {
-                "v": {"type": "integer"},
-                "kids": {
-                    "type": "array",
-                    "items": {"allOf": [{"$ref": "#/$defs/node"}, {"required": ["v"]}]},
-                    "maxItems": 2,
-                },
-            },
-            "additionalProperties": False,
-        }
-    },
-    "$ref": "#/$defs/node",
 }
 PATTERNED = {  # "next" also meets the pattern matching every name
     "$defs": {
@@ -304,9 +288,9 @@ CASES: dict[str, tuple[ConstraintSpec, list[str], Callable[[str], None]]] = {
         _valid_json(GROUPS),
     ),
     "json_recursive_all_of": (
-        _schema(RECURSIVE),
+        _schema(NODE_WITH_ALL_OF),
         ['{"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}', '{"kids": [{"kids": []}]}'],
-        _valid_json(RECURSIVE),
+        _valid_json(NODE_WITH_ALL_OF),
     ),
     "json_pattern_meets_property": (
         _schema(PATTERNED),

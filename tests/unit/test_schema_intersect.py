@@ -26,6 +26,7 @@ NODE_WITH_ALL_OF = {  # a tree whose children must also carry "v": guidance refu
                 "kids": {
                     "type": "array",
                     "items": {"allOf": [{"$ref": "#/$defs/node"}, {"required": ["v"]}]},
+                    "maxItems": 2,
                 },
             },
             "additionalProperties": False,
