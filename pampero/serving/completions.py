@@ -18,6 +18,7 @@ from pampero.serving.context import Result, ServingContext, ignored_header, merg
 from pampero.serving.generation import Choice, Generation
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import (
+    check_token_ids,
     no_effect_fields,
     resolve_max_tokens,
     sampling_params,
@@ -62,11 +63,14 @@ class CompletionService:
 
     def _prompts(self, request: CompletionRequest, tokenizer: Tokenizer) -> list[list[int]]:
         prompts: list[list[int]] = []
+        batched = len(request.prompts) > 1
         for prompt in request.prompts:
             if isinstance(prompt, str):
                 tokens = tokenizer.encode(prompt, add_special=request.add_special_tokens)
             else:
                 tokens = list(prompt)
+                param = f"prompt[{len(prompts)}]" if batched else "prompt"
+                check_token_ids(tokens, tokenizer, param)
             if request.suffix is not None:
                 tokens = _fill_in_the_middle(tokens, request.suffix, tokenizer)
             if request.truncate_prompt_tokens is not None:
@@ -107,7 +111,11 @@ class CompletionService:
         arrival: float,
     ) -> Generation:
         generation_request = GenerationRequest(
-            request_id=f"{index}", prompt_tokens=tokens, sampling=params, priority=request.priority
+            request_id=f"{index}",
+            prompt_tokens=tokens,
+            sampling=params,
+            priority=request.priority,
+            prompt_param="prompt",
         )
         return Generation(served, generation_request, self.context.metrics, arrival)
 
