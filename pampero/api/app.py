@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pampero.api.errors import on_http_error, on_pampero_error, on_unexpected
 from pampero.api.middleware import BearerAuth, BodyLimit
 from pampero.api.routes import route_paths, routes
+from pampero.backends import BackendEnvironment
+from pampero.backends.catalogue import Catalogue
 from pampero.errors import PamperoError
 from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
@@ -73,7 +75,11 @@ def create_app(settings: Settings) -> Starlette:
             images=ImageSource(max_concurrency=settings.media_max_concurrency),
             media_policy=MediaPolicy.from_settings(settings),
         )
-        app.state.services = Services.build(context)
+        services = Services.build(context)
+        app.state.services = services
+        app.state.catalogue = Catalogue.build(
+            BackendEnvironment(settings, services), settings.backends
+        )
         # Importing and preparing the grammar backends takes seconds: do it while serving.
         warm_up = asyncio.create_task(constraints.warm_up(list(hub)))
         try:

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pampero.errors import Overloaded, PamperoError
+from pampero.errors import PamperoError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ _HTTP_TYPES = {
 
 
 def error_response(error: PamperoError) -> JSONResponse:
-    headers = {"retry-after": str(error.retry_after)} if isinstance(error, Overloaded) else None
+    headers = error.headers() or None
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 
