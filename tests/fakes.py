@@ -177,6 +177,7 @@ class FakeRunner:
         self.violations: list[str] = []
         self.fail_next_decode: Exception | None = None
         self.broken: Exception | None = None  # every decode fails while set
+        self.break_after: tuple[int, Exception] | None = None  # (decodes to go, then broken)
         # Tokens the "device" cannot decode: a batch holding one fails part-way, its earlier
         # rows already written to KV (as a llama.cpp micro-batch can fail after others ran).
         self.poison: frozenset[int] = frozenset()
@@ -205,6 +206,11 @@ class FakeRunner:
         if self.fail_next_decode is not None:
             error, self.fail_next_decode = self.fail_next_decode, None
             raise error
+        if self.break_after is not None:
+            left, error = self.break_after
+            self.break_after = (left - 1, error) if left > 0 else None
+            if left <= 0:
+                self.broken = error
         if self.broken is not None:
             raise self.broken
         n = len(tokens)

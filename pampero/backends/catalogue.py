@@ -18,19 +18,14 @@ from typing import Any
 
 from pampero.backends.base import BackendEnvironment, BackendFactory, ChatBackend, ModelCard
 from pampero.errors import ModelNotFound
-from pampero.registry import Registry, load_target
+from pampero.registry import Registry
 
 BACKENDS: Registry[BackendFactory] = Registry(
-    "backend", "pampero.backends", {"local": "pampero.backends.local:local_backends"}
+    "backend",
+    "pampero.backends",
+    {"local": "pampero.backends.local:local_backends"},
+    targets=True,
 )
-
-
-def load_factory(name: str) -> BackendFactory:
-    """A backend factory by registry name, or by ``module:attr``."""
-    if ":" in name:
-        factory: BackendFactory = load_target(name)
-        return factory
-    return BACKENDS.load(name)
 
 
 class Catalogue:
@@ -49,7 +44,7 @@ class Catalogue:
     def build(cls, environment: BackendEnvironment, extra: Iterable[str] = ()) -> Catalogue:
         backends: list[ChatBackend] = []
         for name in ("local", *extra):
-            backends.extend(load_factory(name)(environment))
+            backends.extend(BACKENDS.load(name)(environment))
         return cls(backends)
 
     def __iter__(self) -> Iterator[ChatBackend]:
