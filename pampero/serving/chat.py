@@ -11,7 +11,7 @@ from pampero.media import LoadedImage, image_parts
 from pampero.protocol import ChatCompletionRequest, Parsed
 from pampero.serving.chat_stream import ChatStreamer, message_body
 from pampero.serving.context import Result, ServingContext, ignored_header
-from pampero.serving.generation import Generation
+from pampero.serving.generation import Generation, OwnedStream
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import no_effect_fields, resolve_max_tokens, sampling_params
 from pampero.serving.prompt import Prompter
@@ -75,7 +75,8 @@ class ChatService:
             if images:  # see Generation.wait_started
                 await generation.wait_started()
             streamer = ChatStreamer(request, envelope, names, generation, plan)
-            return Result(stream=stream_errors(streamer.chunks()), headers=headers)
+            body = OwnedStream(stream_errors(streamer.chunks()), [generation])
+            return Result(stream=body, headers=headers)
         await generation.run()
         return Result(body=_body(request, envelope, names, generation, plan), headers=headers)
 
