@@ -12,7 +12,9 @@ error body ``{"error": {"message", "type", "param", "code"}}`` with the status c
     ├── NotFoundError                 404 not_found_error
     │   └── ModelNotFound             404 code=model_not_found
     ├── PayloadTooLarge               413 invalid_request_error
+    ├── HeadersTooLarge               431 invalid_request_error (too many or too large headers)
     ├── Overloaded                    429 rate_limit_error (carries ``retry_after`` seconds)
+    ├── ShuttingDown                  503 service_unavailable (draining; ``retry_after``)
     ├── EngineNotReady                503 service_unavailable
     └── EngineError                   500 server_error (the engine failed mid-flight)
 
@@ -29,6 +31,8 @@ class PamperoError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     default_code: str | None = None
+    retry_after: int | None = None
+    """Seconds after which a retry may succeed, sent as ``Retry-After`` (None: no header)."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -84,12 +88,31 @@ class PayloadTooLarge(PamperoError):
     default_code = "request_too_large"
 
 
+class HeadersTooLarge(PamperoError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    default_code = "request_headers_too_large"
+
+
 class Overloaded(PamperoError):
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "server_overloaded"
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDown(PamperoError):
+    """The server is draining before it exits: requests already running finish, new ones go
+    elsewhere (or come back after a restart)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "server_shutting_down"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pampero.errors import Overloaded, PamperoError
+from pampero.errors import PamperoError
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +20,12 @@ _HTTP_TYPES = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
 }
 
 
 def error_response(error: PamperoError) -> JSONResponse:
-    headers = {"retry-after": str(error.retry_after)} if isinstance(error, Overloaded) else None
+    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 
