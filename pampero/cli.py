@@ -120,6 +120,14 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "media_max_images",
         {"type": int, "help": "most images in one request"},
     ),
+    "--media-max-request-pixels": (
+        "media_max_request_pixels",
+        {"type": int, "help": "most pixels of all images of one request together"},
+    ),
+    "--media-max-side": (
+        "media_max_side",
+        {"type": int, "help": "images are decoded to fit this many pixels a side"},
+    ),
     "--max-header-bytes": (
         "max_header_bytes",
         {"type": int, "help": "largest request line plus headers in bytes (431 past it)"},

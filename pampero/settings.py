@@ -182,6 +182,17 @@ class Settings(BaseSettings):
         default=50_000_000, ge=1, description="Largest width x height, checked before decoding."
     )
     media_max_images: int = Field(default=8, ge=0, description="Most images in one request.")
+    media_max_request_pixels: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="Most pixels of all images of one request together, checked before decoding.",
+    )
+    media_max_side: int = Field(
+        default=2048,
+        ge=64,
+        description="Images are decoded to fit this many pixels a side (aspect kept), as OpenAI "
+        "scales high-detail images; detail 'low' fits 512.",
+    )
     media_max_concurrency: int = Field(
         default=8, ge=1, description="Image fetches (and decodes) in flight at once."
     )
