@@ -105,7 +105,9 @@ class BodyLimit:
 
 
 class BearerAuth:
-    """Requires ``Authorization: Bearer <key>`` with one of ``keys`` on every path but /health.
+    """Requires ``Authorization: Bearer <key>`` with one of ``keys`` on every path but /health,
+    whatever the method: a CORS preflight from a listed origin is answered before this layer
+    (``api/cors.py``), so a keyless ``OPTIONS`` learns nothing about the routes.
 
     Every configured key is compared, in constant time, so timing tells nothing about which
     key or how much of it matched."""
@@ -116,9 +118,6 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.keys or scope["path"] in _OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         if self._authorised(scope):
