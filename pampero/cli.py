@@ -128,6 +128,35 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "media_max_images",
         {"type": int, "help": "most images in one request"},
     ),
+    "--media-max-request-pixels": (
+        "media_max_request_pixels",
+        {"type": int, "help": "most pixels of all images of one request together"},
+    ),
+    "--media-max-side": (
+        "media_max_side",
+        {"type": int, "help": "images are decoded to fit this many pixels a side"},
+    ),
+    "--max-header-bytes": (
+        "max_header_bytes",
+        {"type": int, "help": "largest request line plus headers in bytes (431 past it)"},
+    ),
+    "--max-header-count": (
+        "max_header_count",
+        {"type": int, "help": "most request headers (431 past it)"},
+    ),
+    "--drain-timeout": (
+        "drain_timeout",
+        {"type": float, "help": "seconds requests in flight at SIGTERM may take to finish"},
+    ),
+    "--cors-origin": (
+        "cors_origins",
+        {
+            "action": "append",
+            "metavar": "ORIGIN",
+            "help": "let browser pages from this origin (https://app.example, or '*') call the "
+            "API (repeatable; default none)",
+        },
+    ),
     "--home": ("home", {"help": "where pampero keeps its files (PAMPERO_HOME)"}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }
@@ -221,18 +250,10 @@ def dev(args: argparse.Namespace) -> int:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
     from pampero.api.app import create_app
+    from pampero.api.server import serve as run_server
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    return run_server(create_app(settings), settings)
 
 
 if __name__ == "__main__":

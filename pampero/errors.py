@@ -14,8 +14,10 @@ error body ``{"error": {"message", "type", "param", "code"}}`` with the status c
     ├── NotFoundError                 404 not_found_error
     │   └── ModelNotFound             404 code=model_not_found
     ├── PayloadTooLarge               413 invalid_request_error
+    ├── HeadersTooLarge               431 invalid_request_error (too many or too large headers)
     ├── RateLimited                   429 rate_limit_error code=rate_limit_exceeded (a key's limit)
     ├── Overloaded                    429 rate_limit_error code=server_overloaded (the server's)
+    ├── ShuttingDown                  503 service_unavailable (draining; ``retry_after``)
     ├── EngineNotReady                503 service_unavailable
     ├── EngineError                   500 server_error (the engine failed mid-flight)
     ├── UpstreamError                 502 upstream_error (an upstream provider failed)
@@ -35,6 +37,8 @@ class PamperoError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     default_code: str | None = None
+    retry_after: int | None = None
+    """Seconds after which a retry may succeed, sent as ``Retry-After`` (None: no header)."""
 
     def __init__(
         self,
@@ -120,6 +124,12 @@ class RateLimited(PamperoError):
     default_code = "rate_limit_exceeded"
 
 
+class HeadersTooLarge(PamperoError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    default_code = "request_headers_too_large"
+
+
 class Overloaded(PamperoError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -127,6 +137,19 @@ class Overloaded(PamperoError):
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+class ShuttingDown(PamperoError):
+    """The server is draining before it exits: requests already running finish, new ones go
+    elsewhere (or come back after a restart)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "server_shutting_down"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class EngineNotReady(PamperoError):

@@ -149,6 +149,26 @@ class Settings(BaseSettings):
     kv_unified: bool = Field(default=True, description="One KV buffer shared by all sequences.")
     prefix_cache: bool = Field(default=True, description="Reuse KV of matching prompt prefixes.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request line plus headers, in bytes (431 past it).",
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, le=10_000, description="Most request headers (431 past it)."
+    )
+    drain_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds that requests in flight at SIGTERM/SIGINT may take to finish; new "
+        "ones get 503 meanwhile, and those still running after it end with an error.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (https://app.example:8443, or '*') whose cross-origin "
+        "requests are allowed; none by default.",
+    )
     template_timeout: float = Field(default=2.0, gt=0, description="Chat template render budget.")
     constraint_deadline: float = Field(
         default=5.0, gt=0, description="Seconds a structured-output constraint may take to compile."
@@ -167,6 +187,17 @@ class Settings(BaseSettings):
         default=50_000_000, ge=1, description="Largest width x height, checked before decoding."
     )
     media_max_images: int = Field(default=8, ge=0, description="Most images in one request.")
+    media_max_request_pixels: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="Most pixels of all images of one request together, checked before decoding.",
+    )
+    media_max_side: int = Field(
+        default=2048,
+        ge=64,
+        description="Images are decoded to fit this many pixels a side (aspect kept), as OpenAI "
+        "scales high-detail images; detail 'low' fits 512.",
+    )
     media_max_concurrency: int = Field(
         default=8, ge=1, description="Image fetches (and decodes) in flight at once."
     )
@@ -179,6 +210,13 @@ class Settings(BaseSettings):
 
         AllowList.parse(entries)
         return entries
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, origins: list[str]) -> list[str]:
+        from pampero.api.cors import parse_origin
+
+        return [parse_origin(origin) for origin in origins]
 
     @field_validator("models")
     @classmethod

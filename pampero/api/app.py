@@ -1,7 +1,10 @@
 """The ASGI app factory: long-lived services are built in the lifespan and hung on app.state.
 
-Layers, outermost first: request metrics, bearer auth, body size cap, routing, and the one
-exception translation into OpenAI's error body (``pampero.api.errors``).
+Layers, outermost first: request metrics (and the quiet end of a client that left mid-body),
+header count cap, CORS, the drain gate (``api/lifecycle.py``), bearer auth, body size cap,
+routing, and the one exception translation into OpenAI's error body (``pampero.api.errors``).
+CORS sits outside auth because browsers send preflights without the key, and so that a 401
+still reaches the page that caused it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pampero.api.cors import Cors
 from pampero.api.errors import on_http_error, on_pampero_error, on_unexpected
-from pampero.api.middleware import BearerAuth, BodyLimit
+from pampero.api.lifecycle import DrainGate, Lifecycle
+from pampero.api.middleware import BearerAuth, BodyLimit, HeaderLimit
 from pampero.api.routes import route_paths, routes
 from pampero.backends import BackendEnvironment
 from pampero.backends.catalogue import Catalogue
@@ -29,9 +35,17 @@ from pampero.serving.services import Services
 from pampero.serving.structured import Constraints
 from pampero.settings import Settings
 
+# Not an HTTP status anyone receives: nginx's name for "the client closed the request", so a
+# request whose client left before it was answered is counted apart from real errors.
+CLIENT_CLOSED = 499
+
 
 class RequestCounter:
-    """Counts answered requests by route and status (unknown paths count as 'other')."""
+    """Counts answered requests by route and status (unknown paths count as 'other').
+
+    A client that disconnects while sending its body (Starlette raises ``ClientDisconnect``
+    from ``request.body()``) is not an error of ours: nobody is left to answer, so it ends
+    here, quietly, counted as 499."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,6 +64,8 @@ class RequestCounter:
 
         try:
             await self.app(scope, receive, recording)
+        except ClientDisconnect:
+            status[0] = CLIENT_CLOSED
         finally:
             services: Services | None = getattr(scope["app"].state, "services", None)
             if services is not None:
@@ -80,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.catalogue = Catalogue.build(
             BackendEnvironment(settings, services), settings.backends
         )
+        lifecycle.on_deadline.append(hub.halt)
         # Importing and preparing the grammar backends takes seconds: do it while serving.
         warm_up = asyncio.create_task(constraints.warm_up(list(hub)))
         try:
@@ -90,11 +107,19 @@ def create_app(settings: Settings) -> Starlette:
             await constraints.aclose()
             await hub.stop()
 
-    return Starlette(
+    lifecycle = Lifecycle(settings.drain_timeout)
+    app = Starlette(
         routes=routes(),
         lifespan=lifespan,
         middleware=[
             Middleware(RequestCounter),
+            Middleware(
+                HeaderLimit,
+                max_count=settings.max_header_count,
+                max_bytes=settings.max_header_bytes,
+            ),
+            Middleware(Cors, origins=settings.cors_origins),
+            Middleware(DrainGate, lifecycle=lifecycle),
             Middleware(BearerAuth, keys=settings.api_keys),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
@@ -104,3 +129,5 @@ def create_app(settings: Settings) -> Starlette:
             Exception: on_unexpected,
         },
     )
+    app.state.lifecycle = lifecycle
+    return app

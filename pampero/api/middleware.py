@@ -1,4 +1,5 @@
-"""Pure-ASGI guards that run before any route: request size cap and bearer-key auth."""
+"""Pure-ASGI guards that run before any route: header count cap, request size cap and
+bearer-key auth. (The size of the request head is capped by the HTTP parser: ``api/server.py``.)"""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pampero.api.errors import body_of
-from pampero.errors import PamperoError, PayloadTooLarge
+from pampero.errors import HeadersTooLarge, PamperoError, PayloadTooLarge
 
 _OPEN_PATHS = frozenset({"/health"})
 
 
-async def _reply(
+async def reply(
     send: Send, status: int, body: Mapping[str, object], headers: list[tuple[bytes, bytes]]
 ) -> None:
     payload = orjson.dumps(body)
@@ -30,6 +31,41 @@ async def _reply(
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class HeaderLimit:
+    """Answers 431 to a request with more than ``max_count`` headers, or whose request line and
+    headers pass ``max_bytes``, before anything reads them (auth included).
+
+    The HTTP parser already refuses a head that is still incomplete past ``max_bytes``
+    (``api/server.py``), which bounds its memory; a head that arrived whole in one read is
+    measured here."""
+
+    def __init__(self, app: ASGIApp, max_count: int, max_bytes: int) -> None:
+        self.app = app
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        size += sum(len(key) + len(value) + 4 for key, value in headers)  # ": " and CRLF
+        error = None
+        if len(headers) > self.max_count:
+            error = HeadersTooLarge(
+                f"the request has {len(headers)} headers; at most {self.max_count} are accepted"
+            )
+        elif size > self.max_bytes:
+            error = HeadersTooLarge(
+                f"the request line and headers exceed the {self.max_bytes}-byte limit"
+            )
+        if error is not None:
+            await reply(send, error.status_code, error.to_body(), [(b"connection", b"close")])
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -65,11 +101,13 @@ class BodyLimit:
 
     async def _too_large(self, send: Send) -> None:
         error = PayloadTooLarge(self._message())
-        await _reply(send, error.status_code, error.to_body(), [(b"connection", b"close")])
+        await reply(send, error.status_code, error.to_body(), [(b"connection", b"close")])
 
 
 class BearerAuth:
-    """Requires ``Authorization: Bearer <key>`` with one of ``keys`` on every path but /health.
+    """Requires ``Authorization: Bearer <key>`` with one of ``keys`` on every path but /health,
+    whatever the method: a CORS preflight from a listed origin is answered before this layer
+    (``api/cors.py``), so a keyless ``OPTIONS`` learns nothing about the routes.
 
     Every configured key is compared, in constant time, so timing tells nothing about which
     key or how much of it matched."""
@@ -82,9 +120,6 @@ class BearerAuth:
         if scope["type"] != "http" or not self.keys or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "OPTIONS":
-            await self.app(scope, receive, send)
-            return
         if self._authorised(scope):
             await self.app(scope, receive, send)
             return
@@ -93,7 +128,7 @@ class BearerAuth:
             "missing or invalid API key: send 'Authorization: Bearer <key>'",
             code="invalid_api_key",
         )
-        await _reply(send, 401, body, [(b"www-authenticate", b"Bearer")])
+        await reply(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
     def _authorised(self, scope: Scope) -> bool:
         header = b""
@@ -109,4 +144,4 @@ class BearerAuth:
         return matched and scheme.lower() == b"bearer"
 
 
-__all__ = ["BearerAuth", "BodyLimit", "PamperoError"]
+__all__ = ["BearerAuth", "BodyLimit", "HeaderLimit", "PamperoError", "reply"]

@@ -66,6 +66,14 @@ class EventStreamResponse:
             self.headers.append((key.lower().encode("latin-1"), value.encode("latin-1")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(receive, send)
+        finally:
+            # Also when the stream task never started (the client left at once): the body
+            # owns engine requests, and only closing it aborts them.
+            await _close(self.body)
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
 
             async def stream() -> None:
@@ -91,6 +99,7 @@ class EventStreamResponse:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             await _close(self.body)
+            await _close(self.chunks)  # if the encoder never started, it never closed them
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -219,13 +219,28 @@ class Engine(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def halt(self) -> None:
+        """End every request still queued or running (``EngineNotReady``) and take no more;
+        the model stays loaded (serving code may still hold its tokenizer) until ``stop``."""
+        ...
+
+    async def stop(self) -> None:
+        """``halt``, then free the model."""
+        ...
 
     def is_alive(self) -> bool: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         """Stream events until every choice finished. Closing the iterator aborts the request
         and frees its memory within one step. Raises ``Overloaded`` when the queue is full."""
+        ...
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest]
+    ) -> list[AsyncIterator[EngineEvent]]:
+        """``generate`` for several requests, all submitted or none: when one is refused (its
+        own error, or ``Overloaded`` because the queue cannot hold them all), nothing is
+        queued. A batched ``/v1/completions`` request is admitted this way."""
         ...
 
     def stats(self) -> EngineStats: ...

@@ -9,9 +9,10 @@ Closing the iterator early (a client went away) aborts the request within one st
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +111,13 @@ class BatchedEngine:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(_dispatch, batch)
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
+
+    async def stop(self) -> None:
+        await self.halt()
         if self._loaded is not None:
             self._loaded.close()
             self._loaded = None
@@ -122,13 +126,21 @@ class BatchedEngine:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        return self.generate_batch([request])[0]
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest]
+    ) -> list[AsyncIterator[EngineEvent]]:
         scheduler = self._scheduler
         if scheduler is None or not self.is_alive():
             raise EngineNotReady(f"model {self.model_id} is not ready")
-        stream = EventStream()
-        active = scheduler.submit(request, stream.put)
-        stream.bind(lambda: scheduler.abort(active))
-        return stream
+        streams = [EventStream() for _ in requests]
+        actives = scheduler.submit_batch(
+            [(request, stream.put) for request, stream in zip(requests, streams, strict=True)]
+        )
+        for stream, active in zip(streams, actives, strict=True):
+            stream.bind(functools.partial(scheduler.abort, active))
+        return list(streams)
 
     def stats(self) -> EngineStats:
         if self._scheduler is None:

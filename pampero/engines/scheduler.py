@@ -129,6 +129,36 @@ class Scheduler:
 
     def submit(self, generation: GenerationRequest, sink: Sink) -> ActiveRequest:
         """Queue a request. Raises ``Overloaded`` or ``ContextLengthExceeded`` at once."""
+        return self.submit_batch([(generation, sink)])[0]
+
+    def submit_batch(self, batch: list[tuple[GenerationRequest, Sink]]) -> list[ActiveRequest]:
+        """Queue every request of ``batch`` or none: each is checked first, then the queue must
+        hold them all (``Overloaded`` otherwise), so a refused batch leaves nothing behind."""
+        for generation, _ in batch:
+            self._check(generation)
+        limit = self.config.max_queue + self.config.max_seqs
+        if len(batch) > limit:
+            raise InvalidRequestError(
+                f"a batch of {len(batch)} prompts is more than this server can hold at once "
+                f"({limit}: --max-seqs plus --max-queue); send fewer prompts per request",
+                param="prompt",
+            )
+        with self._lock:
+            if self._queued + len(batch) - self._free_slots > self.config.max_queue:
+                raise Overloaded(
+                    f"the server is at capacity ({self._queued} requests waiting); retry shortly"
+                )
+            self._queued += len(batch)
+        requests = [
+            ActiveRequest(generation=generation, sink=sink, order=next(self._order))
+            for generation, sink in batch
+        ]
+        for request in requests:
+            self._inbox.put(("submit", request))
+        self._wake.set()
+        return requests
+
+    def _check(self, generation: GenerationRequest) -> None:
         n_prompt = len(generation.prompt_tokens)
         param = generation.prompt_param
         if n_prompt == 0:
@@ -147,16 +177,6 @@ class Scheduler:
                 f"{self.runner.n_ctx_seq} tokens and at least one must be left to generate",
                 param=param,
             )
-        with self._lock:
-            if self._queued - self._free_slots >= self.config.max_queue:
-                raise Overloaded(
-                    f"the server is at capacity ({self._queued} requests waiting); retry shortly"
-                )
-            self._queued += 1
-        request = ActiveRequest(generation=generation, sink=sink, order=next(self._order))
-        self._inbox.put(("submit", request))
-        self._wake.set()
-        return request
 
     def _check_tokens(self, generation: GenerationRequest) -> None:
         """Every prompt token is in the vocabulary (or an image place): llama.cpp fails the

@@ -9,9 +9,16 @@ before decoding and on the decoded bytes.
 header (``Image.open`` decodes no pixels), refuses more pixels than the policy allows, and only
 then decodes. The result is always RGB: EXIF orientation applied; transparency (palette, LA,
 RGBA) composited on white; CMYK, 16-bit and 1-bit images converted; the first frame of an
-animated GIF or WEBP. ``detail="low"`` shrinks the long side to 512 px (aspect kept), as
-OpenAI does for low detail; ``high`` and ``auto`` leave the size alone, because the model's own
-image processor knows its tiling and resolution limits.
+animated GIF or WEBP. The result fits ``max_side`` (2048 by default, where OpenAI scales
+high-detail images) on both sides, and 512 for ``detail="low"`` (aspect kept); smaller images
+keep their size, because the model's own image processor knows its tiling and resolution.
+
+Memory: a JPEG is decoded at the smallest of Pillow's 1/2, 1/4, 1/8 scales that still covers
+the target; other formats decode at full size in their own mode (a palette PNG is one byte a
+pixel), then are converted and box-reduced one band of rows at a time, and the freed heap is
+handed back to the OS (``release_freed_memory``). A 7000 x 7000 palette PNG with transparency
+(48 KB) peaked at 695 MB and kept 541 MB of resident memory before; see
+``tests/unit/test_media_memory.py`` for what it takes now.
 
 The declared media type of a data URI only has to be an accepted image type: the bytes are
 sniffed, so a PNG labelled ``image/jpeg`` (a common client slip) still loads.
@@ -24,7 +31,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
+import ctypes.util
+import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +45,9 @@ from pampero.media.codes import IMAGE_TOO_LARGE, INVALID_IMAGE
 from pampero.protocol.messages import ImageDetail
 
 LOW_DETAIL_MAX_SIDE = 512
+# OpenAI scales a high-detail image to fit 2048 x 2048 before tiling it; past that, pixels only
+# cost memory (the model's own processor shrinks further).
+DEFAULT_MAX_SIDE = 2048
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 ACCEPTED_MEDIA_TYPES = frozenset(
     {
@@ -128,8 +142,28 @@ def _unsupported_format() -> str:
     return f"The image format is not supported (use {', '.join(ACCEPTED_FORMATS)})."
 
 
-def decode_image(data: bytes, *, max_pixels: int, detail: ImageDetail) -> DecodedImage:
-    """Decode ``data`` into RGB pixels after checking the header against ``max_pixels``."""
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the image's header, without decoding a pixel."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
+            return img.size
+    except UnidentifiedImageError:
+        raise _not_an_image() from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _pixels_exceeded(0, 0, 0) from None
+    except MemoryError:
+        raise
+    except Exception:
+        raise _corrupt() from None
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int, detail: ImageDetail, max_side: int = DEFAULT_MAX_SIDE
+) -> DecodedImage:
+    """Decode ``data`` into RGB pixels after checking the header against ``max_pixels``; the
+    result fits ``max_side`` (``LOW_DETAIL_MAX_SIDE`` for ``detail="low"``) on both sides."""
+    side = min(max_side, LOW_DETAIL_MAX_SIDE) if detail == "low" else max_side
+    width = height = 0
     try:
         # Not closed with ``with``: closing would free pixels ``rgb`` may share, and a
         # BytesIO holds no OS resource.
@@ -138,17 +172,19 @@ def decode_image(data: bytes, *, max_pixels: int, detail: ImageDetail) -> Decode
         if width * height > max_pixels:
             raise _pixels_exceeded(width, height, max_pixels)
         fmt = img.format or "?"
-        if detail == "low":
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: less memory and time.
-            img.draft("RGB", (LOW_DETAIL_MAX_SIDE, LOW_DETAIL_MAX_SIDE))
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: less memory and time.
+        img.draft("RGB", (side, side))
         img.load()  # the first frame only, for animated GIF and WEBP
-        rgb = _to_rgb(_upright(img))
+        transpose = _orientation(img)
+        rgb = _shrunk_rgb(img, side)
+        del img  # the full-size pixels: give them back before the result is used
+        if transpose is not None:
+            rgb = rgb.transpose(transpose)
+        rgb.thumbnail((side, side), Image.Resampling.LANCZOS)
     except InvalidRequestError:
         raise
     except UnidentifiedImageError:
-        raise _invalid(
-            f"The data is not an image in a supported format ({', '.join(ACCEPTED_FORMATS)})."
-        ) from None
+        raise _not_an_image() from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own guard (only when warnings are errors, for the warning) fired first.
         raise _pixels_exceeded(0, 0, max_pixels) from None
@@ -157,10 +193,67 @@ def decode_image(data: bytes, *, max_pixels: int, detail: ImageDetail) -> Decode
     except Exception:
         # Pillow reports truncated or corrupt data as OSError, SyntaxError, ValueError,
         # struct.error, EOFError ...; all mean the same to the client.
-        raise _invalid("The image could not be decoded (it is truncated or corrupt).") from None
-    if detail == "low":
-        rgb.thumbnail((LOW_DETAIL_MAX_SIDE, LOW_DETAIL_MAX_SIDE), Image.Resampling.LANCZOS)
+        raise _corrupt() from None
+    finally:
+        if width * height >= _TRIM_AFTER_PIXELS:
+            release_freed_memory()
     return DecodedImage(rgb, _FORMAT_NAMES.get(fmt, fmt), (width, height))
+
+
+def _not_an_image() -> InvalidRequestError:
+    return _invalid(
+        f"The data is not an image in a supported format ({', '.join(ACCEPTED_FORMATS)})."
+    )
+
+
+def _corrupt() -> InvalidRequestError:
+    return _invalid("The image could not be decoded (it is truncated or corrupt).")
+
+
+def _shrunk_rgb(img: Image.Image, side: int) -> Image.Image:
+    """``img`` as RGB, shrunk by the largest whole factor that keeps it at least ``side`` on
+    its long side; the caller's thumbnail does the rest.
+
+    Converting is what costs memory (a palette image becomes 3 or 4 bytes a pixel, and
+    transparency is composited on a second full-size copy), so a large image is converted and
+    box-reduced one band of rows at a time: the peak is the decoded image plus one band, not
+    three full-size copies."""
+    width, height = img.size
+    factor = max(width, height) // side
+    if factor < 2:
+        return _to_rgb(img)
+    rows = max(factor, _BAND_PIXELS // max(width, 1) // factor * factor)
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = _to_rgb(img.crop((0, top, width, min(top + rows, height))))
+        out.paste(band.reduce(factor), (0, top // factor))
+    return out
+
+
+# A band of about 4 MP keeps each conversion small; the heap is trimmed after images this large.
+_BAND_PIXELS = 4_000_000
+_TRIM_AFTER_PIXELS = 4_000_000
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a large decode back to the OS.
+
+    glibc keeps freed blocks in the arena of the thread that used them (decodes run in worker
+    threads), so without this a 50 MP image keeps the process hundreds of MB larger for good.
+    A no-op where ``malloc_trim`` does not exist (musl, macOS)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
 
 
 def _pixels_exceeded(width: int, height: int, max_pixels: int) -> InvalidRequestError:
@@ -171,14 +264,14 @@ def _pixels_exceeded(width: int, height: int, max_pixels: int) -> InvalidRequest
     )
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def _orientation(img: Image.Image) -> Image.Transpose | None:
+    """The transpose that shows ``img`` upright, from its EXIF orientation."""
     try:
         orientation = img.getexif().get(_ORIENTATION_TAG, 1)
     except Exception:
         # Unreadable EXIF is broken metadata, not broken pixels: show the image as stored.
-        return img
-    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
-    return img.transpose(method) if method is not None else img
+        return None
+    return _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -32,6 +32,9 @@ DEFAULT_MAX_REDIRECTS = 3
 # while bounding one decode to about 200 MB (RGBA, 4 bytes a pixel).
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_IMAGES = 8
+# Two full-size images' worth: eight 50 MP images in one request cost seconds of CPU and GBs.
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
+DEFAULT_MAX_SIDE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,10 @@ class MediaSettings(Protocol):
     def media_max_pixels(self) -> int: ...
     @property
     def media_max_images(self) -> int: ...
+    @property
+    def media_max_request_pixels(self) -> int: ...
+    @property
+    def media_max_side(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +131,17 @@ class MediaPolicy:
     """Largest width x height, checked from the header before any pixel is decoded."""
     max_images: int = DEFAULT_MAX_IMAGES
     """Most images in one request, all turns together."""
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    """Most pixels of all images of one request together, checked from their headers before
+    any is decoded."""
+    max_side: int = DEFAULT_MAX_SIDE
+    """Images are decoded to fit this many pixels a side (``detail="low"``: 512)."""
     allow: AllowList = field(default_factory=AllowList)
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
             raise ValueError("media timeout must be positive")
-        if min(self.max_bytes, self.max_pixels) < 1:
+        if min(self.max_bytes, self.max_pixels, self.max_request_pixels, self.max_side) < 1:
             raise ValueError("media byte and pixel caps must be positive")
         if min(self.max_redirects, self.max_images) < 0:
             raise ValueError("media redirect and image limits cannot be negative")
@@ -142,5 +154,7 @@ class MediaPolicy:
             max_redirects=settings.media_max_redirects,
             max_pixels=settings.media_max_pixels,
             max_images=settings.media_max_images,
+            max_request_pixels=settings.media_max_request_pixels,
+            max_side=settings.media_max_side,
             allow=AllowList.parse(settings.media_allow),
         )

@@ -23,17 +23,19 @@ Decoding runs in worker threads; nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 from pydantic import ValidationError
 
 from pampero.errors import InvalidRequestError
-from pampero.media.codes import INVALID_IMAGE_URL, TOO_MANY_IMAGES
-from pampero.media.decode import decode_image, parse_data_uri
+from pampero.media.codes import IMAGE_TOO_LARGE, INVALID_IMAGE_URL, TOO_MANY_IMAGES
+from pampero.media.decode import decode_image, image_size, parse_data_uri
 from pampero.media.fetch import DEFAULT_MAX_CONCURRENCY, Fetcher, Resolver
 from pampero.media.policy import MediaPolicy
 from pampero.protocol.messages import (
@@ -43,6 +45,8 @@ from pampero.protocol.messages import (
     ImageURLPart,
     InputImagePart,
 )
+
+T = TypeVar("T")
 
 _PART_MODELS: dict[str, type[ImagePart]] = {
     "image_url": ImageURLPart,
@@ -82,7 +86,9 @@ class ImageSource:
         self._fetcher = Fetcher(
             max_concurrency=max_concurrency, resolver=resolver, ssl_context=ssl_context
         )
-        self._decodes = asyncio.Semaphore(max_concurrency)
+        # Decoding is CPU-bound and holds a full-size image while it runs: more decodes at once
+        # than cores only adds peak memory.
+        self._decodes = asyncio.Semaphore(max(1, min(max_concurrency, os.cpu_count() or 1)))
 
     async def load(
         self,
@@ -93,16 +99,22 @@ class ImageSource:
     ) -> LoadedImage:
         """Fetch or decode the image of one ``image_url``/``input_image`` content part."""
         image_url = _image_url(part, param)
-        try:
+        with _naming(param):
             data = await self._bytes(image_url.url, policy)
+        return await self._decode(data, image_url, policy, param)
+
+    async def _decode(
+        self, data: bytes, image_url: ImageURL, policy: MediaPolicy, param: str
+    ) -> LoadedImage:
+        with _naming(param):
             async with self._decodes:
                 decoded = await asyncio.to_thread(
-                    decode_image, data, max_pixels=policy.max_pixels, detail=image_url.detail
+                    decode_image,
+                    data,
+                    max_pixels=policy.max_pixels,
+                    detail=image_url.detail,
+                    max_side=policy.max_side,
                 )
-        except InvalidRequestError as exc:
-            raise InvalidRequestError(
-                f"Invalid image in '{param}': {exc.message}", param=param, code=exc.code
-            ) from None
         return LoadedImage(
             image=decoded.image,
             format=decoded.format,
@@ -114,7 +126,10 @@ class ImageSource:
     async def collect_images(
         self, messages: Sequence[Any], policy: MediaPolicy
     ) -> list[LoadedImage]:
-        """Every image of a conversation, in message order, loaded concurrently."""
+        """Every image of a conversation, in message order, loaded concurrently.
+
+        Every image's bytes come first; their headers together must stay within
+        ``policy.max_request_pixels`` before any is decoded."""
         found = image_parts(messages)
         if len(found) > policy.max_images:
             raise InvalidRequestError(
@@ -124,14 +139,21 @@ class ImageSource:
             )
         if not found:
             return []
-        tasks: list[asyncio.Task[LoadedImage]] = []
-        try:
-            async with asyncio.TaskGroup() as group:
-                for param, part in found:
-                    tasks.append(group.create_task(self.load(part, policy, param=param)))
-        except BaseExceptionGroup as failures:
-            raise _first_failure(tasks, failures) from None
-        return [task.result() for task in tasks]
+        urls = [(param, _image_url(part, param)) for param, part in found]
+        payloads = await _all_in_order(
+            [self._named_bytes(url.url, policy, param) for param, url in urls]
+        )
+        _check_request_pixels(urls, payloads, policy)
+        return await _all_in_order(
+            [
+                self._decode(data, url, policy, param)
+                for (param, url), data in zip(urls, payloads, strict=True)
+            ]
+        )
+
+    async def _named_bytes(self, url: str, policy: MediaPolicy, param: str) -> bytes:
+        with _naming(param):
+            return await self._bytes(url, policy)
 
     async def _bytes(self, url: str, policy: MediaPolicy) -> bytes:
         scheme = url.partition(":")[0].lower() if ":" in url else ""
@@ -178,8 +200,48 @@ def _image_url(part: ImagePart | Mapping[str, Any], param: str) -> ImageURL:
     )
 
 
+@contextlib.contextmanager
+def _naming(param: str) -> Iterator[None]:
+    """An image's error, told with where the image was in the request."""
+    try:
+        yield
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(
+            f"Invalid image in '{param}': {exc.message}", param=param, code=exc.code
+        ) from None
+
+
+def _check_request_pixels(
+    urls: list[tuple[str, ImageURL]], payloads: list[bytes], policy: MediaPolicy
+) -> None:
+    total = 0
+    for (param, _), data in zip(urls, payloads, strict=True):
+        with _naming(param):
+            width, height = image_size(data)
+        total += width * height
+    if total > policy.max_request_pixels:
+        raise InvalidRequestError(
+            f"The request's images have {total:,} pixels together; the limit is "
+            f"{policy.max_request_pixels:,}.",
+            param="messages",
+            code=IMAGE_TOO_LARGE,
+        )
+
+
+async def _all_in_order(work: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``work`` concurrently; the results in order, or the earliest item's error."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in work:
+                tasks.append(group.create_task(item))
+    except BaseExceptionGroup as failures:
+        raise _first_failure(tasks, failures) from None
+    return [task.result() for task in tasks]
+
+
 def _first_failure(
-    tasks: list[asyncio.Task[LoadedImage]], failures: BaseExceptionGroup[BaseException]
+    tasks: Sequence[asyncio.Task[Any]], failures: BaseExceptionGroup[BaseException]
 ) -> BaseException:
     """The error of the earliest image, so the client hears about images in order."""
     for task in tasks:

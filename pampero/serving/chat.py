@@ -12,7 +12,7 @@ from pampero.protocol import ChatCompletionRequest, Parsed
 from pampero.protocol.replies import ChatCompletion, Reply
 from pampero.serving.chat_stream import ChatStreamer, message_body
 from pampero.serving.context import ServingContext, ignored_header
-from pampero.serving.generation import Generation
+from pampero.serving.generation import Generation, OwnedStream
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import no_effect_fields, resolve_max_tokens, sampling_params
 from pampero.serving.prompt import Prompter
@@ -75,7 +75,7 @@ class ChatService:
             if images:  # see Generation.wait_started
                 await generation.wait_started()
             streamer = ChatStreamer(request, envelope, names, generation, plan)
-            return Reply(stream=streamer.chunks(), headers=headers)
+            return Reply(stream=OwnedStream(streamer.chunks(), [generation]), headers=headers)
         await generation.run()
         return Reply(body=_body(request, envelope, names, generation, plan), headers=headers)
 

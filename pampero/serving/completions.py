@@ -1,7 +1,9 @@
 """``POST /v1/completions``: legacy text completion, with the same sampling as chat.
 
 A batch of prompts runs as one engine request per prompt, concurrently; choice ``i`` of
-prompt ``p`` is reported as index ``p * n + i``, as OpenAI numbers them. ``best_of`` samples
+prompt ``p`` is reported as index ``p * n + i``, as OpenAI numbers them. The batch is one
+request to the client, so it is admitted as a unit (all queued or none) and ends as one: a
+prompt that fails, or the client leaving, aborts every sibling. ``best_of`` samples
 more choices and returns the ``n`` with the highest cumulative log-probability; ``suffix`` uses
 the model's fill-in-the-middle tokens.
 """
@@ -16,7 +18,7 @@ from pampero.errors import UnsupportedParameter
 from pampero.protocol import CompletionRequest, Parsed
 from pampero.protocol.replies import Reply, TextCompletion
 from pampero.serving.context import ServingContext, ignored_header, merge
-from pampero.serving.generation import Choice, Generation
+from pampero.serving.generation import Choice, Generation, OwnedStream, run_all
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import (
     check_token_ids,
@@ -46,19 +48,30 @@ class CompletionService:
         tokenizer = served.engine.tokenizer
         names = TokenNames(tokenizer, as_ids=request.return_tokens_as_token_ids)
         spec = constraint_spec(request)
-        generations = []
+        requests = []
+        # Everything that can refuse a prompt runs before the first one is submitted.
         for index, tokens in enumerate(self._prompts(request, tokenizer)):
             params = self._params(served, request, tokens)
             if spec is not None:
                 params.constraint = await self.context.constraints.compile(served, spec, params)
-            generations.append(self._submit(served, request, tokens, params, index, arrival))
+            requests.append(
+                GenerationRequest(
+                    request_id=f"{index}",
+                    prompt_tokens=tokens,
+                    sampling=params,
+                    priority=request.priority,
+                    prompt_param="prompt",
+                )
+            )
         envelope = Envelope(completion_id("cmpl"), served.id, fingerprint(served.id))
         headers = ignored_header([*parsed.ignored, *no_effect_fields(request)])
+        # The batch is admitted as a unit, and from here on it lives and dies as one: a failed
+        # prompt, or a client that left, aborts every sibling.
+        generations = Generation.batch(served, requests, self.context.metrics, arrival)
         if request.stream:
             chunks = _Streamer(request, envelope, names, generations).chunks()
-            return Reply(stream=chunks, headers=headers)
-        for generation in generations:
-            await generation.run()
+            return Reply(stream=OwnedStream(chunks, generations), headers=headers)
+        await run_all(generations)
         return Reply(body=_body(request, envelope, names, generations), headers=headers)
 
     def _prompts(self, request: CompletionRequest, tokenizer: Tokenizer) -> list[list[int]]:
@@ -100,24 +113,6 @@ class CompletionService:
         if request.echo and request.logprobs is not None:
             params.prompt_logprobs = max(params.prompt_logprobs or 0, request.logprobs)
         return params
-
-    def _submit(
-        self,
-        served: ServedModel,
-        request: CompletionRequest,
-        tokens: list[int],
-        params: SamplingParams,
-        index: int,
-        arrival: float,
-    ) -> Generation:
-        generation_request = GenerationRequest(
-            request_id=f"{index}",
-            prompt_tokens=tokens,
-            sampling=params,
-            priority=request.priority,
-            prompt_param="prompt",
-        )
-        return Generation(served, generation_request, self.context.metrics, arrival)
 
 
 def _fill_in_the_middle(prefix: list[int], suffix: str, tokenizer: Tokenizer) -> list[int]:

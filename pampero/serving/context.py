@@ -26,10 +26,51 @@ class ServingContext:
     media_policy: MediaPolicy
 
 
+# A field name is the client's text, and a header value must be visible ASCII: a name with a
+# non-Latin-1 character, CR/LF or another control character would fail the response after the
+# generation ran. Each name is percent-encoded (reversible, so still reported honestly), long
+# names are cut, and the header as a whole is bounded.
+IGNORED_NAME_MAX = 100
+IGNORED_HEADER_MAX = 2000
+_NAME_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F)) - {"%", ","}
+
+
+def header_safe_name(name: str) -> str:
+    """``name`` percent-encoded (UTF-8) outside visible ASCII, ``%`` and ``,``; at most
+    ``IGNORED_NAME_MAX`` characters, a cut name ending in ``...``."""
+    out: list[str] = []
+    size = 0
+    for char in name:
+        piece = (
+            char
+            if char in _NAME_SAFE
+            else "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
+        )
+        if size + len(piece) > IGNORED_NAME_MAX - 3:
+            out.append("...")
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
 def ignored_header(names: Sequence[str]) -> dict[str, str]:
-    """The ``x-pampero-ignored-params`` header listing fields that had no effect."""
+    """The ``x-pampero-ignored-params`` header listing fields that had no effect, each once,
+    made header-safe by ``header_safe_name``; past ``IGNORED_HEADER_MAX`` characters the rest
+    is counted (``+3 more``)."""
     unique = list(dict.fromkeys(names))
-    return {"x-pampero-ignored-params": ", ".join(unique)[:4000]} if unique else {}
+    if not unique:
+        return {}
+    shown: list[str] = []
+    size = 0
+    for i, name in enumerate(unique):
+        safe = header_safe_name(name)
+        if size + len(safe) + 2 > IGNORED_HEADER_MAX - 12:
+            shown.append(f"+{len(unique) - i} more")
+            break
+        shown.append(safe)
+        size += len(safe) + 2
+    return {"x-pampero-ignored-params": ", ".join(shown)}
 
 
 async def merge(sources: Sequence[AsyncIterator[T]]) -> AsyncIterator[T]:

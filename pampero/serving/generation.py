@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from pampero.engines.base import EngineEvent, GenerationRequest, SequenceDelta, TokenLogprob
 from pampero.observability import Metrics
 from pampero.serving.hub import ServedModel
 from pampero.serving.responses import Usage
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Generation:
         request: GenerationRequest,
         metrics: Metrics,
         arrival: float,
+        stream: AsyncIterator[EngineEvent] | None = None,
     ) -> None:
         self.served = served
         self.request = request
@@ -50,9 +55,25 @@ class Generation:
         self.usage = Usage(prompt_tokens=len(request.prompt_tokens))
         self.choices = [Choice(i) for i in range(request.sampling.n)]
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
-        self._stream = served.engine.generate(request)
+        self._stream = stream if stream is not None else served.engine.generate(request)
         self._head: list[EngineEvent] = []  # taken by ``wait_started``, not yet yielded
         self._last_token_at: float | None = None
+        self._closed = False
+
+    @classmethod
+    def batch(
+        cls,
+        served: ServedModel,
+        requests: Sequence[GenerationRequest],
+        metrics: Metrics,
+        arrival: float,
+    ) -> list[Generation]:
+        """Submit every request or none (``Engine.generate_batch``)."""
+        streams = served.engine.generate_batch(requests)
+        return [
+            cls(served, request, metrics, arrival, stream)
+            for request, stream in zip(requests, streams, strict=True)
+        ]
 
     async def wait_started(self) -> None:
         """Wait for the engine's first event (``events`` still yields it first).
@@ -66,7 +87,7 @@ class Generation:
         except StopAsyncIteration:
             pass
         except BaseException:
-            await self._close()
+            await self.aclose()
             raise
 
     async def events(self) -> AsyncIterator[EngineEvent]:
@@ -79,7 +100,7 @@ class Generation:
                     self.choices[delta.index].absorb(delta)
                 yield event
         finally:
-            await self._close()
+            await self.aclose()
 
     async def _engine_events(self) -> AsyncIterator[EngineEvent]:
         while self._head:
@@ -87,7 +108,12 @@ class Generation:
         async for event in self._stream:
             yield event
 
-    async def _close(self) -> None:
+    async def aclose(self) -> None:
+        """Abort the engine request unless it finished; safe to call again, and whether or
+        not ``events`` was ever started."""
+        if self._closed:
+            return
+        self._closed = True
         aclose = getattr(self._stream, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -116,3 +142,58 @@ class Generation:
         self._last_token_at = now
         self.usage.completion_tokens += new_tokens
         self.metrics.generation_tokens.labels(model).inc(new_tokens)
+
+
+async def run_all(generations: Sequence[Generation]) -> None:
+    """Consume every generation at once (non-streaming); the first failure, or this task being
+    cancelled (the client left), aborts all of them before it propagates."""
+    try:
+        if len(generations) == 1:
+            await generations[0].run()
+            return
+        tasks = [asyncio.ensure_future(g.run()) for g in generations]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if task in done and not task.cancelled() and (error := task.exception()):
+                raise error
+    finally:
+        await close_all(generations)
+
+
+async def close_all(generations: Sequence[Generation]) -> None:
+    """Abort every generation that has not finished."""
+    for generation in generations:
+        await generation.aclose()
+
+
+class OwnedStream(Generic[C]):
+    """A reply's chunks that own generations: closing it aborts each of them, even if the
+    chunks were never iterated (a client that left before the first byte), which closing a
+    plain async generator that never started would not do. Closing twice is harmless."""
+
+    def __init__(self, chunks: AsyncIterator[C], generations: Sequence[Generation]) -> None:
+        self._chunks = chunks
+        self._generations = list(generations)
+        self._closed = False
+
+    def __aiter__(self) -> OwnedStream[C]:
+        return self
+
+    async def __anext__(self) -> C:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            closer = getattr(self._chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+        finally:
+            await close_all(self._generations)

@@ -40,6 +40,10 @@ class ModelHub:
     async def start(self) -> None:
         await asyncio.gather(*(m.engine.start() for m in self._models))
 
+    async def halt(self) -> None:
+        """End every request in every engine (a drain's deadline); models stay loaded."""
+        await asyncio.gather(*(m.engine.halt() for m in self._models), return_exceptions=True)
+
     async def stop(self) -> None:
         await asyncio.gather(*(m.engine.stop() for m in self._models), return_exceptions=True)
 

@@ -169,10 +169,13 @@ def test_a_missing_or_wrong_key_is_a_401_in_openai_shape(header: str | None) -> 
     assert seen == []
 
 
-def test_health_and_preflight_need_no_key() -> None:
+def test_health_needs_no_key_but_every_other_method_and_path_does() -> None:
     app, _ = build(KEYS)
     assert call(app, "GET", "/health").json() == {"status": "ok"}
-    assert call(app, "OPTIONS", "/echo").status_code != 401
+    # A listed origin's CORS preflight is answered before auth (api/cors.py); a bare OPTIONS,
+    # a wrong method or an unknown path must not tell a keyless caller which routes exist.
+    for method, path in (("OPTIONS", "/echo"), ("GET", "/echo"), ("GET", "/nowhere")):
+        assert call(app, method, path).status_code == 401
 
 
 def test_every_key_is_compared_even_after_a_match(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -206,9 +206,12 @@ def test_policy_from_settings() -> None:
         media_max_redirects = 1
         media_max_pixels = 10
         media_max_images = 2
+        media_max_request_pixels = 15
+        media_max_side = 64
 
     policy = MediaPolicy.from_settings(Settings())
     assert policy.timeout == 2.0 and policy.max_bytes == 1000 and policy.max_images == 2
+    assert policy.max_request_pixels == 15 and policy.max_side == 64
     assert policy.allow.allows_address(IPv4Address("127.0.0.9"))
     assert not policy.allow.allows_address(IPv6Address("::1"))
 

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from pampero.errors import InvalidRequestError
 from pampero.media import ImageSource, LoadedImage, MediaPolicy, image_parts
-from pampero.media.codes import INVALID_IMAGE, INVALID_IMAGE_URL, TOO_MANY_IMAGES
+from pampero.media.codes import IMAGE_TOO_LARGE, INVALID_IMAGE, INVALID_IMAGE_URL, TOO_MANY_IMAGES
 from pampero.protocol.messages import ChatMessage
 
 MESSAGES = TypeAdapter(list[ChatMessage])
@@ -162,3 +162,31 @@ def test_load_single_part_model() -> None:
     part = MESSAGES.validate_python(conversation())[3].content[3]  # type: ignore[union-attr,index]
     loaded = asyncio.run(ImageSource().load(part, MediaPolicy(), param="p"))
     assert loaded.param == "p" and loaded.detail == "low" and loaded.format == "WEBP"
+
+
+# -- pixels per request ----------------------------------------------------------------------------
+
+
+def truncated_png_uri(width: int, height: int) -> str:
+    """A PNG whose header is whole but whose pixels are cut off: it fails only when decoded."""
+    buf = io.BytesIO()
+    Image.effect_noise((width, height), 64).save(buf, "PNG")
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]
+    return f"data:image/png;base64,{base64.b64encode(cut).decode()}"
+
+
+def test_the_images_of_a_request_share_one_pixel_budget_checked_before_decoding() -> None:
+    messages = user(
+        image(data_uri(20, 20)), image(data_uri(20, 20)), image(truncated_png_uri(20, 20))
+    )
+    error = refuse(messages, IMAGE_TOO_LARGE, MediaPolicy(max_request_pixels=1199))
+    assert error.param == "messages"
+    assert "1,200 pixels" in error.message
+    # Within the budget, the truncated image is decoded, and only then refused.
+    refuse(messages, INVALID_IMAGE, MediaPolicy(max_request_pixels=1200))
+
+
+def test_images_are_decoded_to_fit_the_policys_side() -> None:
+    loaded = collect(user(image(data_uri(1000, 250))), MediaPolicy(max_side=400))
+    assert loaded[0].size == (400, 100)
+    assert loaded[0].original_size == (1000, 250)

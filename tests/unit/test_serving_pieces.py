@@ -13,7 +13,12 @@ import pytest
 from pampero.engines.base import Capabilities, TokenLogprob
 from pampero.errors import ContextLengthExceeded, InvalidRequestError, UnsupportedParameter
 from pampero.protocol import CompletionRequest, parse_completion_request
-from pampero.serving.context import ignored_header, merge
+from pampero.serving.context import (
+    IGNORED_HEADER_MAX,
+    IGNORED_NAME_MAX,
+    ignored_header,
+    merge,
+)
 from pampero.serving.params import no_effect_fields, resolve_max_tokens, sampling_params
 from pampero.serving.responses import (
     CompletionLogprobs,
@@ -108,6 +113,49 @@ def test_a_consumer_leaving_early_closes_every_source() -> None:
 def test_ignored_header_lists_each_field_once() -> None:
     assert ignored_header([]) == {}
     assert ignored_header(["user", "store", "user"]) == {"x-pampero-ignored-params": "user, store"}
+
+
+def _header_value_is_safe(value: str) -> bool:
+    # What h11 and every proxy accept: visible ASCII and spaces, no CR/LF, no other controls.
+    return all(0x20 <= ord(c) < 0x7F for c in value)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("caf\u00e9", "caf%C3%A9"),  # Latin-1 but not ASCII
+        ("\u540d\u524d", "%E5%90%8D%E5%89%8D"),  # not Latin-1 at all
+        ("a\r\nSet-Cookie: x=1", "a%0D%0ASet-Cookie:%20x=1"),  # header injection
+        ("a,b", "a%2Cb"),  # the list separator
+        ("50%", "50%25"),  # the escape character itself
+        ("\ud800", "%ED%A0%80"),  # a lone surrogate from JSON's \\ud800
+        ("messages[0].foo", "messages[0].foo"),
+    ],
+)
+def test_ignored_names_are_percent_encoded_into_a_safe_header(name: str, shown: str) -> None:
+    value = ignored_header([name, "user"])["x-pampero-ignored-params"]
+    assert value == f"{shown}, user"
+    assert _header_value_is_safe(value)
+    value.encode("latin-1")
+
+
+def test_a_long_ignored_name_is_cut_and_marked() -> None:
+    value = ignored_header(["x" * 10_000])["x-pampero-ignored-params"]
+    assert value == "x" * (IGNORED_NAME_MAX - 3) + "..."
+    wide = ignored_header(["\u540d" * 1000])["x-pampero-ignored-params"]
+    assert len(wide) <= IGNORED_NAME_MAX and wide.endswith("...")
+    assert wide.startswith("%E5%90%8D") and "%E5%90%8D..." in wide  # cut between characters
+
+
+def test_many_ignored_names_are_bounded_and_counted() -> None:
+    names = [f"field_{i}" for i in range(1000)]
+    value = ignored_header(names)["x-pampero-ignored-params"]
+    assert len(value) <= IGNORED_HEADER_MAX
+    shown = value.split(", ")
+    assert shown[0] == "field_0"
+    more = shown[-1]
+    assert more.startswith("+") and more.endswith(" more")
+    assert len(shown) - 1 + int(more[1:].split()[0]) == 1000  # every name shown or counted
 
 
 # -- response shapes -----------------------------------------------------------------------------

@@ -20,11 +20,12 @@ before any event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,14 @@ from pampero.errors import (
 from pampero.settings import ModelConfig, Settings
 
 log = logging.getLogger(__name__)
+
+
+def _deliverer(loop: asyncio.AbstractEventLoop, stream: EventStream) -> Callable[[Item], None]:
+    def deliver(item: Item) -> None:  # from the generation thread
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stream.put, item)
+
+    return deliver
 
 
 @dataclass
@@ -127,12 +136,15 @@ class TransformersEngine:
         )
         self._thread.start()
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
         with self._queue.ready:
             self._queue.stopping = True
             self._queue.ready.notify_all()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
+
+    async def stop(self) -> None:
+        await self.halt()
         self._loaded = None
 
     def is_alive(self) -> bool:
@@ -152,28 +164,41 @@ class TransformersEngine:
         )
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        return self.generate_batch([request])[0]
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest]
+    ) -> list[AsyncIterator[EngineEvent]]:
         if self._loaded is None or self._loop is None or not self.is_alive():
             raise EngineNotReady(f"model {self.model_id} is not ready")
-        self._validate(request)
-        stream = EventStream()
+        for request in requests:
+            self._validate(request)
+        if len(requests) > self._max_queue + 1:
+            raise InvalidRequestError(
+                f"a batch of {len(requests)} prompts is more than this server can hold at once "
+                f"({self._max_queue + 1}: one running plus --max-queue); send fewer prompts",
+                param="prompt",
+            )
         loop = self._loop
-
-        def deliver(item: Item) -> None:  # from the generation thread
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(stream.put, item)
-
-        job = _Job(request=request, deliver=deliver, order=next(self._order))
+        streams = [EventStream() for _ in requests]
+        jobs = [
+            _Job(request=request, deliver=_deliverer(loop, stream), order=next(self._order))
+            for request, stream in zip(requests, streams, strict=True)
+        ]
         queue = self._queue
         with queue.ready:
             waiting = sum(1 for j in queue.waiting if not j.cancelled)
-            if waiting - (0 if queue.running is not None else 1) >= self._max_queue:
+            idle = 0 if queue.running is not None else 1
+            if waiting + len(jobs) - idle > self._max_queue:
                 raise Overloaded(
                     f"the server is at capacity ({waiting} requests waiting); retry shortly"
                 )
-            heapq.heappush(queue.waiting, job)
+            for job in jobs:
+                heapq.heappush(queue.waiting, job)
             queue.ready.notify()
-        stream.bind(lambda: self._cancel(job))
-        return stream
+        for stream, job in zip(streams, jobs, strict=True):
+            stream.bind(functools.partial(self._cancel, job))
+        return list(streams)
 
     def _validate(self, request: GenerationRequest) -> None:
         loaded = self._model()

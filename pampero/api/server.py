@@ -1,0 +1,133 @@
+"""The HTTP server ``pampero serve`` runs: uvicorn, with a cap on request heads and a drain.
+
+Request heads: uvicorn's h11 parser is used, because it buffers at most ``max_header_bytes``
+of request line plus headers (h11's ``max_incomplete_event_size``); the httptools parser
+buffers any amount. Past the cap the client gets a 431 in OpenAI's error shape and the
+connection closes; any other unparseable request is a 400 in the same shape. The number of
+headers is capped in the app (``api/middleware.py: HeaderLimit``).
+
+Shutdown: the first SIGTERM or SIGINT does not stop the server; it starts the drain described
+in ``api/lifecycle.py``, and the process exits (status 0) when the last request in flight is
+answered, or soon after ``drain_timeout``. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import FrameType
+
+import h11
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from pampero.api.lifecycle import Lifecycle
+from pampero.errors import HeadersTooLarge, InvalidRequestError, PamperoError
+from pampero.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# After the drain's deadline has ended what was running, how long those requests get to send
+# their error before the server stops waiting for them.
+_AFTER_DEADLINE_S = 5.0
+_TICK_S = 0.1  # uvicorn calls ``on_tick`` this often
+
+
+class CappedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering a request it cannot parse in OpenAI's error shape:
+    431 when the head outgrew the parser's buffer cap, 400 otherwise."""
+
+    def send_400_response(self, msg: str) -> None:
+        cap = self.config.h11_max_incomplete_event_size
+        buffered, _ = self.conn.trailing_data
+        error: PamperoError
+        if cap is not None and len(buffered) > cap:
+            error = HeadersTooLarge(f"the request line and headers exceed the {cap}-byte limit")
+        else:
+            error = InvalidRequestError("the HTTP request is malformed")
+        payload = orjson.dumps(error.to_body())
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=error.status_code, headers=headers),
+            h11.Data(data=payload),
+            h11.EndOfMessage(),
+        ):
+            output = self.conn.send(event)
+            if output:
+                self.transport.write(output)
+        self.transport.close()
+
+
+class DrainingServer(uvicorn.Server):
+    """``uvicorn.Server`` whose first exit signal starts a drain instead of a shutdown."""
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
+        super().__init__(config)
+        self.lifecycle = lifecycle
+        self._announced = False
+        self._expired_at: float | None = None
+        self._ticks = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs as a signal handler: set values only. Unlike uvicorn, the signal is not raised
+        # again after the shutdown, so a drained server exits with status 0.
+        if not self.lifecycle.draining:
+            self.lifecycle.start_drain()
+        elif self.should_exit:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        lifecycle = self.lifecycle
+        if not lifecycle.draining:
+            return False
+        if not self._announced:
+            self._announced = True
+            log.info(
+                "draining: %d request(s) in flight may take up to %.0f s; new ones get 503",
+                lifecycle.in_flight,
+                lifecycle.drain_timeout,
+            )
+        if lifecycle.in_flight == 0:
+            return True
+        if self._expired_at is None and lifecycle.past_deadline():
+            log.warning(
+                "drain deadline passed with %d request(s) in flight; ending them",
+                lifecycle.in_flight,
+            )
+            self._expired_at = 0.0
+            await lifecycle.expire()
+        if self._expired_at is not None:
+            self._expired_at += _TICK_S
+            return self._expired_at >= _AFTER_DEADLINE_S
+        return False
+
+
+def serve(app: Starlette, settings: Settings) -> int:
+    """Run ``app`` until it has drained after a signal; the process's exit status."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        http=CappedH11Protocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_graceful_shutdown=int(_AFTER_DEADLINE_S),
+    )
+    lifecycle: Lifecycle = app.state.lifecycle
+    server = DrainingServer(config, lifecycle)
+    server.run()
+    if not server.started:
+        return 3  # uvicorn's status for a server that could not start
+    return 0
+
+
+__all__ = ["CappedH11Protocol", "DrainingServer", "serve"]
