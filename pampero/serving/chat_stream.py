@@ -14,7 +14,13 @@ from pampero.parsers import OutputParser, ParsedDelta, parse_all
 from pampero.protocol import ChatCompletionRequest
 from pampero.protocol.replies import ChatCompletionChunk
 from pampero.serving.generation import Choice, Generation
-from pampero.serving.responses import Envelope, TokenNames, chat_logprobs, prompt_logprobs_body
+from pampero.serving.responses import (
+    Envelope,
+    StreamUsage,
+    TokenNames,
+    chat_logprobs,
+    prompt_logprobs_body,
+)
 from pampero.serving.tools import ToolPlan, final_message_text
 
 
@@ -73,9 +79,7 @@ class ChatStreamer:
         self.names = names
         self.generation = generation
         self.plan = plan
-        options = request.stream_options
-        self.include_usage = bool(options and options.include_usage)
-        self.continuous_usage = bool(options and options.continuous_usage_stats)
+        self.usage = StreamUsage.of(request.stream_options)
         n = request.n
         self.parsers: list[OutputParser | None] = [
             plan.new_parser() if plan.parses else None for _ in range(n)
@@ -83,16 +87,9 @@ class ChatStreamer:
         self.reasoning_text = [""] * n
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> ChatCompletionChunk:
-        payload = ChatCompletionChunk(
-            id=self.envelope.id,
-            object="chat.completion.chunk",
-            created=self.envelope.created,
-            model=self.envelope.model,
-            system_fingerprint=self.envelope.fingerprint,
-            choices=choices,
-        )
-        if self.include_usage or self.continuous_usage:
-            payload["usage"] = self._usage() if self.continuous_usage else None
+        payload = self.envelope.chat_chunk(choices)
+        if self.usage.in_chunks:
+            payload["usage"] = self._usage() if self.usage.continuous else None
         payload.update(extra)  # type: ignore[typeddict-item]
         return payload
 
@@ -115,7 +112,7 @@ class ChatStreamer:
             for chunk in self._event_chunks(engine_event, first):
                 yield chunk
             first = False
-        if self.include_usage:
+        if self.usage.include:
             yield self._chunk([], usage=self._usage())
 
     def _event_chunks(self, engine_event: EngineEvent, first: bool) -> list[ChatCompletionChunk]:

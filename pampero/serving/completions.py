@@ -29,8 +29,10 @@ from pampero.serving.params import (
 from pampero.serving.responses import (
     CompletionLogprobs,
     Envelope,
+    StreamUsage,
     TokenNames,
     Usage,
+    clamp,
     completion_id,
     fingerprint,
     prompt_logprobs_body,
@@ -138,12 +140,8 @@ def _body(
     names: TokenNames,
     generations: list[Generation],
 ) -> TextCompletion:
-    usage = Usage()
     choices: list[dict[str, Any]] = []
     for p_index, generation in enumerate(generations):
-        usage.prompt_tokens += generation.usage.prompt_tokens
-        usage.completion_tokens += generation.usage.completion_tokens
-        usage.cached_tokens += generation.usage.cached_tokens
         echo = _echo_text(request, names, generation)
         for position, choice in enumerate(_best(generation.choices, request.n)):
             logprobs = None
@@ -173,8 +171,15 @@ def _body(
         model=envelope.model,
         system_fingerprint=envelope.fingerprint,
         choices=choices,
-        usage=usage.body(),
+        usage=total_usage(generations).body(),
     )
+
+
+def total_usage(generations: list[Generation]) -> Usage:
+    usage = Usage()
+    for generation in generations:
+        usage.add(generation.usage)
+    return usage
 
 
 def _echo_text(request: CompletionRequest, names: TokenNames, generation: Generation) -> str:
@@ -193,9 +198,9 @@ def _echo_logprobs(
     for token_id, entry in zip(generation.request.prompt_tokens, entries, strict=False):
         text = names.name(token_id)
         out.tokens.append(text)
-        out.token_logprobs.append(None if entry is None else max(entry.logprob, -9999.0))
+        out.token_logprobs.append(None if entry is None else clamp(entry.logprob))
         out.top_logprobs.append(
-            None if entry is None else {names.name(t): max(lp, -9999.0) for t, lp in entry.top}
+            None if entry is None else {names.name(t): clamp(lp) for t, lp in entry.top}
         )
         out.text_offset.append(offset)
         offset += len(text)
@@ -215,31 +220,14 @@ class _Streamer:
         self.envelope = envelope
         self.names = names
         self.generations = generations
-        options = request.stream_options
-        self.include_usage = bool(options and options.include_usage)
-        self.continuous_usage = bool(options and options.continuous_usage_stats)
+        self.usage = StreamUsage.of(request.stream_options)
         self._offsets: dict[int, int] = {}
 
     def _chunk(self, choices: list[dict[str, Any]], usage: Usage | None) -> TextCompletion:
-        payload = TextCompletion(
-            id=self.envelope.id,
-            object="text_completion",
-            created=self.envelope.created,
-            model=self.envelope.model,
-            system_fingerprint=self.envelope.fingerprint,
-            choices=choices,
-        )
-        if self.include_usage or self.continuous_usage:
+        payload = self.envelope.text_completion(choices)
+        if self.usage.in_chunks:
             payload["usage"] = usage.body() if usage is not None else None
         return payload
-
-    def _usage(self) -> Usage:
-        usage = Usage()
-        for g in self.generations:
-            usage.prompt_tokens += g.usage.prompt_tokens
-            usage.completion_tokens += g.usage.completion_tokens
-            usage.cached_tokens += g.usage.cached_tokens
-        return usage
 
     async def _tagged(self, p_index: int, generation: Generation) -> AsyncIterator[tuple[int, Any]]:
         async for item in generation.events():
@@ -271,9 +259,11 @@ class _Streamer:
                     choice["stop_reason"] = delta.stop_reason
                     choices.append(choice)
             if choices:
-                yield self._chunk(choices, self._usage() if self.continuous_usage else None)
-        if self.include_usage:
-            yield self._chunk([], self._usage())
+                yield self._chunk(
+                    choices, total_usage(self.generations) if self.usage.continuous else None
+                )
+        if self.usage.include:
+            yield self._chunk([], total_usage(self.generations))
 
     @staticmethod
     def _choice(

@@ -14,6 +14,15 @@ from typing import Any
 
 from pampero import __version__
 from pampero.engines.base import Tokenizer, TokenLogprob
+from pampero.protocol.common import StreamOptions
+from pampero.protocol.replies import ChatCompletionChunk, TextCompletion
+
+# OpenAI reports an impossible token's log-probability as -9999.0, never -inf (not JSON).
+LOGPROB_FLOOR = -9999.0
+
+
+def clamp(logprob: float) -> float:
+    return max(logprob, LOGPROB_FLOOR)
 
 
 def completion_id(prefix: str) -> str:
@@ -34,12 +43,58 @@ class Envelope:
     fingerprint: str
     created: int = field(default_factory=lambda: int(time.time()))
 
+    def chat_chunk(self, choices: list[dict[str, Any]]) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id,
+            object="chat.completion.chunk",
+            created=self.created,
+            model=self.model,
+            system_fingerprint=self.fingerprint,
+            choices=choices,
+        )
+
+    def text_completion(self, choices: list[dict[str, Any]]) -> TextCompletion:
+        return TextCompletion(
+            id=self.id,
+            object="text_completion",
+            created=self.created,
+            model=self.model,
+            system_fingerprint=self.fingerprint,
+            choices=choices,
+        )
+
+
+@dataclass(frozen=True)
+class StreamUsage:
+    """What ``stream_options`` asks of a stream's usage: a last chunk carrying it
+    (``include``), and vLLM's running total in every chunk (``continuous``)."""
+
+    include: bool
+    continuous: bool
+
+    @classmethod
+    def of(cls, options: StreamOptions | None) -> StreamUsage:
+        return cls(
+            include=bool(options and options.include_usage),
+            continuous=bool(options and options.continuous_usage_stats),
+        )
+
+    @property
+    def in_chunks(self) -> bool:
+        """Whether every chunk has a ``usage`` key (null but in the continuous case)."""
+        return self.include or self.continuous
+
 
 @dataclass
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
 
     def body(self) -> dict[str, Any]:
         return {
@@ -71,7 +126,7 @@ class TokenNames:
     def entry(self, token_id: int, logprob: float) -> dict[str, Any]:
         return {
             "token": self.name(token_id),
-            "logprob": max(logprob, -9999.0),
+            "logprob": clamp(logprob),
             "bytes": list(self.tokenizer.token_bytes(token_id)),
         }
 
@@ -98,8 +153,8 @@ class CompletionLogprobs:
     def add(self, names: TokenNames, entries: Sequence[TokenLogprob], offset: int) -> None:
         for e in entries:
             self.tokens.append(names.name(e.token_id))
-            self.token_logprobs.append(max(e.logprob, -9999.0))
-            self.top_logprobs.append({names.name(t): max(lp, -9999.0) for t, lp in e.top})
+            self.token_logprobs.append(clamp(e.logprob))
+            self.top_logprobs.append({names.name(t): clamp(lp) for t, lp in e.top})
             self.text_offset.append(offset)
             offset += len(self.tokens[-1])
 
@@ -126,14 +181,14 @@ def prompt_logprobs_body(
         ranked = {t: (rank + 1, lp) for rank, (t, lp) in enumerate(entry.top)}
         item: dict[str, dict[str, Any]] = {
             str(token_id): {
-                "logprob": max(entry.logprob, -9999.0),
+                "logprob": clamp(entry.logprob),
                 "rank": entry.rank,
                 "decoded_token": names.name(token_id),
             }
         }
         for t, (rank, lp) in ranked.items():
             item.setdefault(
-                str(t), {"logprob": max(lp, -9999.0), "rank": rank, "decoded_token": names.name(t)}
+                str(t), {"logprob": clamp(lp), "rank": rank, "decoded_token": names.name(t)}
             )
         out.append(item)
     return out
