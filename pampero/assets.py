@@ -52,6 +52,13 @@ def ensure_default_model(home: Path, *, progress: Progress | None = None) -> Pat
     return ensure_parted_file(DEFAULT_MODEL, home / "models", progress=progress)
 
 
+def resolve_model_path(path: str, home: Path) -> Path:
+    """A model entry's local path; ``default`` is the embedded default model."""
+    if path == "default":
+        return ensure_default_model(home)
+    return Path(path).expanduser()
+
+
 def ensure_parted_file(
     spec: PartedFile, directory: Path, *, progress: Progress | None = None
 ) -> Path:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pampero.engines.base import EngineStats
+from pampero.inference import EngineStats
 
 _LATENCY_BUCKETS = (
     0.005,

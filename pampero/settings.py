@@ -30,6 +30,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from platformdirs import user_cache_dir
@@ -75,6 +76,19 @@ class ModelConfig(BaseModel):
         description="Reasoning format (think, deepseek_r1; 'none' to disable); "
         "default: detected from the chat template.",
     )
+    # Engine knobs for this model alone; unset, the server-wide setting of the same name applies.
+    max_seqs: int | None = Field(
+        default=None, ge=1, le=256, description="Sequences decoded together."
+    )
+    max_queue: int | None = Field(default=None, ge=0, description="Requests waiting before 429.")
+    threads: int | None = Field(default=None, ge=1, description="Decode threads.")
+    threads_batch: int | None = Field(default=None, ge=1, description="Prefill threads.")
+    n_batch: int | None = Field(default=None, ge=16, description="Most tokens decoded in one step.")
+    prefill_chunk: int | None = Field(
+        default=None, ge=16, description="Most prompt tokens one sequence adds in one step."
+    )
+    kv_unified: bool | None = Field(default=None, description="One KV buffer for all sequences.")
+    prefix_cache: bool | None = Field(default=None, description="Reuse KV of matching prefixes.")
 
     @classmethod
     def from_flag(cls, value: str, **fields: Any) -> ModelConfig:
@@ -214,8 +228,6 @@ class Settings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _valid_origins(cls, origins: list[str]) -> list[str]:
-        from pampero.api.cors import parse_origin
-
         return [parse_origin(origin) for origin in origins]
 
     @field_validator("models")
@@ -233,12 +245,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _batch_holds_every_sequence(self) -> Settings:
-        if self.n_batch < self.max_seqs:
-            raise ValueError(
-                f"n_batch ({self.n_batch}) must be at least max_seqs ({self.max_seqs}): "
-                "every running sequence adds one token to each step"
-            )
+        for model in self.models:
+            n_batch = self.for_model(model, "n_batch")
+            max_seqs = self.for_model(model, "max_seqs")
+            if n_batch < max_seqs:
+                where = f"model {model.id}: " if len(self.models) > 1 else ""
+                raise ValueError(
+                    f"{where}n_batch ({n_batch}) must be at least max_seqs ({max_seqs}): "
+                    "every running sequence adds one token to each step"
+                )
         return self
+
+    def for_model(self, model: ModelConfig, name: str) -> Any:
+        """An engine knob as it applies to ``model``: its own value, else the server's."""
+        own = getattr(model, name)
+        return own if own is not None else getattr(self, name)
 
     @model_validator(mode="after")
     def _auth_on_public_bind(self) -> Settings:
@@ -260,6 +281,36 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config = init_settings().get("config") or env_settings().get("config")
         return (init_settings, env_settings, _FileSource(settings_cls, _as_path(config)))
+
+
+ANY_ORIGIN = "*"
+
+
+def parse_origin(value: str) -> str:
+    """``value`` as browsers send ``Origin`` (``scheme://host[:port]``, lower case), or ``*``;
+    ``ValueError`` for anything else (a path, a query, userinfo, a missing scheme)."""
+    value = value.strip()
+    if value == ANY_ORIGIN:
+        return value
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or port == -1
+    ):
+        raise ValueError(
+            f"CORS origin {value!r} must look like https://app.example or "
+            "http://localhost:5173 (scheme, host and optional port), or be '*'"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _as_path(value: object) -> Path | None:

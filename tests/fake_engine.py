@@ -9,10 +9,10 @@ ends on its own: ``max_tokens`` bounds every answer.
 
 from __future__ import annotations
 
-from pampero.engines.base import Capabilities, Engine
+from pampero.engines.base import Engine, EngineOptions
 from pampero.engines.batched import BatchedEngine, LoadedModel
 from pampero.engines.scheduler import SchedulerConfig, Vocabulary
-from pampero.settings import ModelConfig, Settings
+from pampero.inference import Capabilities
 from tests.fakes import ByteTokenizer, FakeRunner
 
 CHATML = (
@@ -21,16 +21,16 @@ CHATML = (
 )
 
 
-def create(model: ModelConfig, settings: Settings) -> Engine:
-    n_ctx = model.n_ctx or settings.n_ctx
+def create(options: EngineOptions) -> Engine:
+    n_ctx = options.n_ctx
 
     def load() -> LoadedModel:
         tokenizer = ByteTokenizer()
         runner = FakeRunner(
             n_vocab=tokenizer.vocab_size,
-            n_batch=settings.n_batch,
+            n_batch=options.n_batch,
             n_ctx_seq=n_ctx,
-            max_seqs=settings.max_seqs,
+            max_seqs=options.max_seqs,
         )
         vocabulary = Vocabulary(
             pieces=[tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)],
@@ -47,8 +47,8 @@ def create(model: ModelConfig, settings: Settings) -> Engine:
         )
 
     config = SchedulerConfig(
-        max_seqs=settings.max_seqs,
-        prefill_chunk=settings.prefill_chunk,
-        max_queue=settings.max_queue,
+        max_seqs=options.max_seqs,
+        prefill_chunk=options.prefill_chunk,
+        max_queue=options.max_queue,
     )
-    return BatchedEngine(model.id, load, config)
+    return BatchedEngine(options.model_id, load, config)

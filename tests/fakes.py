@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import EngineEvent, GenerationRequest, SamplingParams, SequenceDelta
 from pampero.engines.scheduler import Scheduler, SchedulerConfig, Vocabulary
 from pampero.engines.sequence import ActiveRequest
+from pampero.inference import EngineEvent, GenerationRequest, SamplingParams, SequenceDelta
 
 CHATML_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>")
 LLAMA3_SPECIALS = (

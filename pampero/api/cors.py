@@ -17,43 +17,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ANY_ORIGIN = "*"
+from pampero.settings import ANY_ORIGIN
+
 ALLOW_METHODS = "GET, POST, OPTIONS"
 EXPOSE_HEADERS = "x-pampero-ignored-params, retry-after"
 MAX_AGE_S = 600
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
-
-
-def parse_origin(value: str) -> str:
-    """``value`` as browsers send ``Origin`` (``scheme://host[:port]``, lower case), or ``*``;
-    ``ValueError`` for anything else (a path, a query, userinfo, a missing scheme)."""
-    value = value.strip()
-    if value == ANY_ORIGIN:
-        return value
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or port == -1
-    ):
-        raise ValueError(
-            f"CORS origin {value!r} must look like https://app.example or "
-            "http://localhost:5173 (scheme, host and optional port), or be '*'"
-        )
-    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 class Cors:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pampero.chat.prompt import RenderedPrompt, Span
 from pampero.chat.specials import SpecialTexts, special_texts_for
-from pampero.engines.base import IMAGE_PLACEHOLDER_ID, Tokenizer
+from pampero.inference import IMAGE_PLACEHOLDER_ID, Tokenizer
 
 
 def tokenize_rendered(

@@ -121,7 +121,7 @@ class ConstraintBackend(Protocol):
 class CompiledConstraint:
     """A compiled spec, shared by every sequence of the requests that use it.
 
-    Implements ``pampero.engines.base.ConstraintSource``: each sequence calls ``new_matcher``.
+    Implements ``pampero.inference.ConstraintSource``: each sequence calls ``new_matcher``.
     """
 
     backend: str

@@ -1,6 +1,6 @@
 """A model's vocabulary as constraint backends see it, and the token masks shared by matchers.
 
-``vocabulary_from_tokenizer`` reads any ``pampero.engines.base.Tokenizer`` once (a few tens of
+``vocabulary_from_tokenizer`` reads any ``pampero.inference.Tokenizer`` once (a few tens of
 milliseconds for 150k tokens). The result is plain data, so it pickles to compile workers; each
 backend adapts it to its own tokenizer object, once per vocabulary (``model_key``).
 
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.constraints.base import ConstraintVocabulary
-from pampero.engines.base import Tokenizer
+from pampero.inference import Tokenizer
 
 
 def vocabulary_from_tokenizer(

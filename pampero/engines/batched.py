@@ -16,13 +16,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pampero.engines.base import (
-    Capabilities,
-    EngineEvent,
-    EngineStats,
-    GenerationRequest,
-    Tokenizer,
-)
 from pampero.engines.scheduler import (
     BatchRunner,
     Emission,
@@ -32,6 +25,7 @@ from pampero.engines.scheduler import (
 )
 from pampero.engines.stream import EventStream
 from pampero.errors import EngineError, EngineNotReady
+from pampero.inference import Capabilities, EngineEvent, EngineStats, GenerationRequest, Tokenizer
 
 log = logging.getLogger(__name__)
 

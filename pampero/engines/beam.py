@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import SamplingParams, TokenLogprob
 from pampero.engines.sequence import Phase, Sequence
+from pampero.inference import SamplingParams, TokenLogprob
 from pampero.sampling.sampler import logprobs_of
 from pampero.sampling.text import TextAssembler
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import SamplingParams, SequenceDelta, TokenLogprob
+from pampero.inference import SamplingParams, SequenceDelta, TokenLogprob
 from pampero.sampling.constraint import Progress
 from pampero.sampling.sampler import Sampler, logprobs_of
 from pampero.sampling.text import TextAssembler

@@ -1,4 +1,4 @@
-"""The decoding half of a ``pampero.engines.base.Tokenizer``, over a table of every token's bytes.
+"""The decoding half of a ``pampero.inference.Tokenizer``, over a table of every token's bytes.
 
 Both engines read every token's raw bytes once at load, so detokenizing on the hot path is a list
 lookup; what the table gives (decoding, a token's bytes, control tokens) is the same for both.

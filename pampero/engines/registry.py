@@ -4,18 +4,17 @@ model's ``engine`` may also name a factory directly as ``module:factory``.
 
 Example::
 
-    engine = create("llamacpp", model_config, settings)
+    engine = create("llamacpp", options)   # options: EngineOptions, built by serving
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pampero.engines.base import Engine
+from pampero.engines.base import Engine, EngineOptions
 from pampero.registry import Registry
-from pampero.settings import ModelConfig, Settings
 
-EngineFactory = Callable[[ModelConfig, Settings], Engine]
+EngineFactory = Callable[[EngineOptions], Engine]
 
 _ENGINES: Registry[EngineFactory] = Registry(
     "engine",
@@ -33,5 +32,5 @@ def available() -> dict[str, str]:
     return _ENGINES.available()
 
 
-def create(name: str, model: ModelConfig, settings: Settings) -> Engine:
-    return _ENGINES.load(name)(model, settings)
+def create(name: str, options: EngineOptions) -> Engine:
+    return _ENGINES.load(name)(options)

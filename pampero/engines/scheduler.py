@@ -26,13 +26,6 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import (
-    IMAGE_PLACEHOLDER_ID,
-    EngineEvent,
-    EngineStats,
-    GenerationRequest,
-    TokenLogprob,
-)
 from pampero.engines.beam import BeamSearch
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary, new_text
 from pampero.engines.sequence import IMAGE_CELL, ActiveRequest, Phase, Sequence, Sink
@@ -42,6 +35,13 @@ from pampero.errors import (
     InvalidRequestError,
     Overloaded,
     PamperoError,
+)
+from pampero.inference import (
+    IMAGE_PLACEHOLDER_ID,
+    EngineEvent,
+    EngineStats,
+    GenerationRequest,
+    TokenLogprob,
 )
 from pampero.sampling.sampler import logprobs_of
 

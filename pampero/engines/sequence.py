@@ -7,13 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pampero.engines.base import (
-    EngineEvent,
-    GenerationRequest,
-    SequenceDelta,
-    TokenLogprob,
-)
 from pampero.engines.choice import ChoiceOutput
+from pampero.inference import EngineEvent, GenerationRequest, SequenceDelta, TokenLogprob
 from pampero.sampling.sampler import Sampler
 
 if TYPE_CHECKING:

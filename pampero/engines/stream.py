@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from pampero.engines.base import EngineEvent
+from pampero.inference import EngineEvent
 
 Item = EngineEvent | BaseException | None
 

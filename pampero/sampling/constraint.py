@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import ConstraintMatcher, ConstraintSource
 from pampero.errors import EngineError
+from pampero.inference import ConstraintMatcher, ConstraintSource
 
 
 class Progress(enum.Enum):

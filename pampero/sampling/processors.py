@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import LogitsProcessor, Tokenizer
+from pampero.inference import LogitsProcessor, Tokenizer
 from pampero.registry import Registry
 
 ProcessorFactory = Callable[[Tokenizer], LogitsProcessor]

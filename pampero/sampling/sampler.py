@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pampero.engines.base import SamplingParams, TokenLogprob
+from pampero.inference import SamplingParams, TokenLogprob
 from pampero.sampling.constraint import ConstraintState
 
 FloatRow = npt.NDArray[np.float32]

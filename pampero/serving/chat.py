@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from pampero.engines.base import GenerationRequest, SamplingParams
 from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.inference import GenerationRequest, SamplingParams
 from pampero.media import LoadedImage, image_parts
 from pampero.protocol import ChatCompletionRequest, Parsed
 from pampero.protocol.replies import ChatCompletion, Reply

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pampero.engines.base import EngineEvent, SequenceDelta
+from pampero.inference import EngineEvent, SequenceDelta
 from pampero.parsers import OutputParser, ParsedDelta, parse_all
 from pampero.protocol import ChatCompletionRequest
 from pampero.protocol.replies import ChatCompletionChunk

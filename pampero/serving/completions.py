@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pampero.engines.base import GenerationRequest, SamplingParams, Tokenizer
 from pampero.errors import UnsupportedParameter
+from pampero.inference import GenerationRequest, SamplingParams, Tokenizer
 from pampero.protocol import CompletionRequest, Parsed
 from pampero.protocol.replies import Reply, TextCompletion
 from pampero.serving.context import ServingContext, ignored_header, merge

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pampero.engines.base import EngineEvent, GenerationRequest, SequenceDelta, TokenLogprob
+from pampero.inference import EngineEvent, GenerationRequest, SequenceDelta, TokenLogprob
 from pampero.observability import Metrics
 from pampero.serving.hub import ServedModel
 from pampero.serving.responses import Usage

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pampero.engines import registry
-from pampero.engines.base import Engine, EngineStats
+from pampero.engines.base import Engine, EngineOptions
 from pampero.errors import ModelNotFound
+from pampero.inference import EngineStats
 from pampero.settings import ModelConfig, Settings
 
 
@@ -32,7 +33,8 @@ class ModelHub:
         self._names: dict[str, ServedModel] = {}
         now = int(time.time())
         for config in settings.models:
-            served = ServedModel(config, registry.create(config.engine, config, settings), now)
+            engine = registry.create(config.engine, engine_options(config, settings))
+            served = ServedModel(config, engine, now)
             self._models.append(served)
             for name in (config.id, *config.aliases):
                 self._names[name] = served
@@ -68,3 +70,23 @@ class ModelHub:
 
     def stats(self) -> list[tuple[str, EngineStats]]:
         return [(m.id, m.engine.stats()) for m in self._models]
+
+
+def engine_options(model: ModelConfig, settings: Settings) -> EngineOptions:
+    """What ``model``'s engine is given: the server's engine settings, overridden per model."""
+    threads = settings.for_model(model, "threads")
+    return EngineOptions(
+        model_id=model.id,
+        path=model.path,
+        home=settings.home,
+        n_ctx=settings.for_model(model, "n_ctx"),
+        max_seqs=settings.for_model(model, "max_seqs"),
+        max_queue=settings.for_model(model, "max_queue"),
+        threads=threads,
+        threads_batch=settings.for_model(model, "threads_batch") or threads,
+        n_batch=settings.for_model(model, "n_batch"),
+        prefill_chunk=settings.for_model(model, "prefill_chunk"),
+        kv_unified=settings.for_model(model, "kv_unified"),
+        prefix_cache=settings.for_model(model, "prefix_cache"),
+        mmproj=model.mmproj,
+    )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pampero.engines.base import Capabilities, SamplingParams, Tokenizer
 from pampero.errors import ContextLengthExceeded, InvalidRequestError, UnsupportedParameter
+from pampero.inference import Capabilities, SamplingParams, Tokenizer
 from pampero.protocol.common import GenerationFields
 from pampero.sampling import processors
 

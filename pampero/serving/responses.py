@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pampero import __version__
-from pampero.engines.base import Tokenizer, TokenLogprob
+from pampero.inference import Tokenizer, TokenLogprob
 from pampero.protocol.common import StreamOptions
 from pampero.protocol.replies import ChatCompletionChunk, TextCompletion
 

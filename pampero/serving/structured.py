@@ -19,8 +19,8 @@ from pampero.constraints.base import CompiledConstraint, ConstraintSpec
 from pampero.constraints.compiler import ConstraintCompiler
 from pampero.constraints.validation import DEFAULT_LIMITS
 from pampero.constraints.vocab import vocabulary_from_tokenizer
-from pampero.engines.base import SamplingParams
 from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.inference import SamplingParams
 from pampero.protocol.structured import StructuredOutputFields
 from pampero.serving.hub import ServedModel
 

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from pampero.constraints.base import ConstraintSpec
-from pampero.engines.base import ConstraintSource, Tokenizer
 from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.inference import ConstraintSource, Tokenizer
 from pampero.parsers import (
     OutputParser,
     create_output_parser,

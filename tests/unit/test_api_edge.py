@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pampero.api.cors import Cors, parse_origin
+from pampero.api.cors import Cors
 from pampero.api.lifecycle import DrainGate, Lifecycle
 from pampero.api.middleware import HeaderLimit
 from pampero.api.server import DrainingServer
-from pampero.settings import Settings
+from pampero.settings import Settings, parse_origin
 
 APP = "https://app.example"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pampero.engines.base import EngineEvent, GenerationRequest, SamplingParams, SequenceDelta
 from pampero.errors import ContextLengthExceeded, EngineError, InvalidRequestError, Overloaded
+from pampero.inference import EngineEvent, GenerationRequest, SamplingParams, SequenceDelta
 from pampero.observability import Metrics
 from pampero.serving.generation import Generation, OwnedStream, run_all
 from tests.fakes import Collector, FakeRunner, SchedulerHarness

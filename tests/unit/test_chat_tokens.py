@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pampero.chat import ChatTemplate, RenderedPrompt, tokenize_rendered
-from pampero.engines.base import Tokenizer
+from pampero.inference import Tokenizer
 from tests.fakes import CHATML_SPECIALS, LLAMA3_SPECIALS, MISTRAL_SPECIALS, ByteTokenizer
 
 TEMPLATES = Path(__file__).parents[1] / "fixtures" / "templates"

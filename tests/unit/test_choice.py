@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pampero.engines.base import SamplingParams, SequenceDelta
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary
+from pampero.inference import SamplingParams, SequenceDelta
 from tests.fakes import ByteTokenizer, FakeRunner, SchedulerHarness, Scripted
 
 PROMPT = b"go"

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pampero.engines.base import SamplingParams
 from pampero.errors import InvalidRequestError
+from pampero.inference import SamplingParams
 from pampero.sampling import processors, sampler
 from pampero.sampling.sampler import Sampler, logprobs_of
 from tests.fakes import ByteTokenizer

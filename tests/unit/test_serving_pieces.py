@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pampero.engines.base import Capabilities, TokenLogprob
 from pampero.errors import ContextLengthExceeded, InvalidRequestError, UnsupportedParameter
+from pampero.inference import Capabilities, TokenLogprob
 from pampero.protocol import CompletionRequest, parse_completion_request
 from pampero.serving.context import (
     IGNORED_HEADER_MAX,

@@ -204,3 +204,30 @@ def test_flags_not_given_leave_other_sources_alone(monkeypatch: pytest.MonkeyPat
     args: dict[str, Any] = vars(build_parser().parse_args(["serve", "--port", "1"]))
     assert "max_seqs" not in args  # argparse.SUPPRESS: absent flags don't shadow env or file
     assert serve("--port", "1").max_seqs == 3
+
+
+def test_engine_knobs_can_be_set_per_model() -> None:
+    from pampero.serving.hub import engine_options
+
+    settings = Settings(
+        max_seqs=8,
+        threads=2,
+        models=[
+            ModelConfig(id="big", max_seqs=2, n_batch=64, threads_batch=1, prefix_cache=False),
+            ModelConfig(id="small", path="/m/small.gguf", n_ctx=1024),
+        ],
+    )
+    big, small = (engine_options(m, settings) for m in settings.models)
+    assert (big.max_seqs, big.n_batch, big.threads, big.threads_batch) == (2, 64, 2, 1)
+    assert (big.prefix_cache, small.prefix_cache) == (False, True)
+    assert (small.max_seqs, small.n_ctx, small.threads_batch, small.path) == (
+        8,
+        1024,
+        2,
+        "/m/small.gguf",
+    )
+
+
+def test_a_model_whose_batch_cannot_hold_its_sequences_is_refused() -> None:
+    with pytest.raises(ValueError, match="model big: n_batch \\(16\\) must be at least max_seqs"):
+        Settings(models=[ModelConfig(id="big", max_seqs=32, n_batch=16), ModelConfig(id="b")])

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from pampero.engines.base import Engine, GenerationRequest, TokenLogprob
+from pampero.engines.base import Engine
+from pampero.inference import GenerationRequest, TokenLogprob
 
 T = TypeVar("T")
 

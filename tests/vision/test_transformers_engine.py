@@ -13,14 +13,15 @@ import pytest
 
 from pampero.dev.tiny_vlm import TinyVLM
 from pampero.engines import registry
-from pampero.engines.base import (
+from pampero.engines.base import Engine
+from pampero.errors import ContextLengthExceeded, InvalidRequestError, Overloaded
+from pampero.inference import (
     IMAGE_PLACEHOLDER_ID,
-    Engine,
     GenerationRequest,
     SamplingParams,
     tokenize_with_images,
 )
-from pampero.errors import ContextLengthExceeded, InvalidRequestError, Overloaded
+from pampero.serving.hub import engine_options
 from pampero.settings import ModelConfig, Settings
 from tests.vision.support import LoopThread, Outcome, collect, noise_image
 
@@ -41,7 +42,9 @@ def loop() -> Iterator[LoopThread]:
 
 def start(loop: LoopThread, path: Path, **settings: object) -> Engine:
     config = ModelConfig(id="tiny", path=str(path), engine="transformers")
-    engine = registry.create("transformers", config, Settings(threads=1, **settings))
+    engine = registry.create(
+        "transformers", engine_options(config, Settings(threads=1, **settings))
+    )
     loop.run(engine.start())
     return engine
 

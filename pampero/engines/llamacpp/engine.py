@@ -4,35 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pampero.assets import ensure_default_model
-from pampero.engines.base import Capabilities
+from pampero.assets import resolve_model_path
+from pampero.engines.base import EngineOptions
 from pampero.engines.batched import BatchedEngine, LoadedModel
 from pampero.engines.scheduler import SchedulerConfig, Vocabulary
-from pampero.settings import DEFAULT_MODEL_PATH, ModelConfig, Settings
+from pampero.inference import Capabilities
 
 
-def resolve_model_path(model: ModelConfig, settings: Settings) -> Path:
-    """The local file for a model entry; ``default`` is the embedded default model."""
-    if model.path == DEFAULT_MODEL_PATH:
-        return ensure_default_model(settings.home)
-    return Path(model.path).expanduser()
-
-
-def create(model: ModelConfig, settings: Settings) -> BatchedEngine:
+def create(options: EngineOptions) -> BatchedEngine:
     # Imported here so that merely listing engines never loads llama.cpp.
     from pampero.engines.llamacpp.runner import LlamaRunner, RunnerConfig
 
     def load() -> LoadedModel:
         runner = LlamaRunner(
             RunnerConfig(
-                path=resolve_model_path(model, settings),
-                n_ctx_seq=model.n_ctx or settings.n_ctx,
-                max_seqs=settings.max_seqs,
-                n_batch=settings.n_batch,
-                threads=settings.threads,
-                threads_batch=settings.threads_batch or settings.threads,
-                kv_unified=settings.kv_unified,
-                mmproj=Path(model.mmproj).expanduser() if model.mmproj else None,
+                path=resolve_model_path(options.path, options.home),
+                n_ctx_seq=options.n_ctx,
+                max_seqs=options.max_seqs,
+                n_batch=options.n_batch,
+                threads=options.threads,
+                threads_batch=options.threads_batch,
+                kv_unified=options.kv_unified,
+                mmproj=Path(options.mmproj).expanduser() if options.mmproj else None,
             )
         )
         tok = runner.tokenizer
@@ -50,13 +43,13 @@ def create(model: ModelConfig, settings: Settings) -> BatchedEngine:
         )
 
     return BatchedEngine(
-        model.id,
+        options.model_id,
         load,
         SchedulerConfig(
-            max_seqs=settings.max_seqs,
-            prefill_chunk=settings.prefill_chunk,
-            max_queue=settings.max_queue,
-            prefix_cache=settings.prefix_cache,
-            share_prefixes=settings.kv_unified,
+            max_seqs=options.max_seqs,
+            prefill_chunk=options.prefill_chunk,
+            max_queue=options.max_queue,
+            prefix_cache=options.prefix_cache,
+            share_prefixes=options.kv_unified,
         ),
     )

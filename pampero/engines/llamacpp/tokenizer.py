@@ -18,7 +18,7 @@ _CONTROL = L.LLAMA_TOKEN_ATTR_CONTROL
 
 
 class LlamaTokenizer(PieceTableTokenizer):
-    """Implements ``pampero.engines.base.Tokenizer`` over a loaded ``llama_vocab``."""
+    """Implements ``pampero.inference.Tokenizer`` over a loaded ``llama_vocab``."""
 
     def __init__(self, vocab: object) -> None:
         self._vocab = vocab

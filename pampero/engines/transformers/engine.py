@@ -29,15 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pampero.engines.base import (
-    IMAGE_PLACEHOLDER_ID,
-    Capabilities,
-    EngineEvent,
-    EngineStats,
-    GenerationRequest,
-    SequenceDelta,
-    Tokenizer,
-)
+from pampero.engines.base import EngineOptions
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary
 from pampero.engines.stream import EventStream, Item
 from pampero.engines.transformers.generation import prompt_logprobs, run_choice
@@ -52,7 +44,15 @@ from pampero.errors import (
     PamperoError,
     UnsupportedParameter,
 )
-from pampero.settings import ModelConfig, Settings
+from pampero.inference import (
+    IMAGE_PLACEHOLDER_ID,
+    Capabilities,
+    EngineEvent,
+    EngineStats,
+    GenerationRequest,
+    SequenceDelta,
+    Tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -320,18 +320,17 @@ def _check_context(n_prompt: int, n_ctx: int) -> None:
         )
 
 
-def create(model: ModelConfig, settings: Settings) -> TransformersEngine:
+def create(options: EngineOptions) -> TransformersEngine:
     """The registry's factory; torch and transformers are imported when the model loads."""
-    path = Path(model.path).expanduser()
-    n_ctx = model.n_ctx or settings.n_ctx
-    if model.mmproj is not None:
+    path = Path(options.path).expanduser()
+    if options.mmproj is not None:
         raise InvalidRequestError(
-            f"model {model.id}: mmproj is for llama.cpp; a transformers model directory holds "
-            "its own vision tower",
+            f"model {options.model_id}: mmproj is for llama.cpp; a transformers model directory "
+            "holds its own vision tower",
             param="mmproj",
         )
 
     def load() -> LoadedModel:
-        return load_model(path, n_ctx=n_ctx, threads=settings.threads)
+        return load_model(path, n_ctx=options.n_ctx, threads=options.threads)
 
-    return TransformersEngine(model.id, load, max_queue=settings.max_queue)
+    return TransformersEngine(options.model_id, load, max_queue=options.max_queue)

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from pampero.engines.base import SequenceDelta, TokenLogprob
 from pampero.engines.choice import ChoiceOutput
 from pampero.engines.transformers.inputs import ModelInputs
 from pampero.engines.transformers.loader import LoadedModel
+from pampero.inference import SequenceDelta, TokenLogprob
 from pampero.sampling.sampler import logprobs_of
 
 Emit = Callable[[SequenceDelta], None]

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pampero.engines.base import IMAGE_PLACEHOLDER_ID
 from pampero.engines.transformers.loader import LoadedModel
 from pampero.errors import InvalidRequestError
+from pampero.inference import IMAGE_PLACEHOLDER_ID
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -1,4 +1,4 @@
-"""A Hugging Face tokenizer as ``pampero.engines.base.Tokenizer``.
+"""A Hugging Face tokenizer as ``pampero.inference.Tokenizer``.
 
 Every token's raw bytes are read once at load (``pampero.engines.pieces``), as the llama.cpp
 tokenizer does, so detokenizing on the hot path is a list lookup and multi-byte characters split
@@ -27,7 +27,7 @@ _FIM_NAMES = (
 
 
 class HFTokenizer(PieceTableTokenizer):
-    """Implements ``pampero.engines.base.Tokenizer`` over a transformers tokenizer.
+    """Implements ``pampero.inference.Tokenizer`` over a transformers tokenizer.
 
     ``vocab_size`` is the model's logits width, which may exceed the tokenizer's length (padding
     rows); ids without a token have empty bytes. ``eog_ids`` are the model's end-of-generation
