@@ -14,9 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from pampero import __version__
 from pampero.settings import ModelConfig, Settings
@@ -46,12 +47,8 @@ class _ModelOption(argparse.Action):
         models[-1] = entry
 
 
-# flag -> (settings field, argparse options). Only flags actually given reach the settings,
-# so environment variables and the config file still apply to the rest.
-_SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--config": ("config", {"help": "YAML or TOML config file"}),
-    "--host": ("host", {"help": "address to bind (default 127.0.0.1)"}),
-    "--port": ("port", {"type": int, "help": "port to bind (default 8000)"}),
+# The flags of per-model fields: they set a field of the ``--model`` given before them.
+_MODEL_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--model": (
         "models",
         {
@@ -78,88 +75,51 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "help": "multimodal projector .gguf for the --model before it (image input)",
         },
     ),
-    "--backend": (
-        "backends",
-        {
-            "action": "append",
-            "metavar": "NAME|MODULE:FACTORY",
-            "help": "add the models of a chat backend factory (repeatable)",
-        },
-    ),
-    "--api-key": ("api_keys", {"action": "append", "help": "accepted bearer key (repeatable)"}),
-    "--insecure-no-auth": (
-        "insecure_no_auth",
-        {"action": "store_true", "help": "allow a non-loopback bind without API keys"},
-    ),
-    "--strict-params": (
-        "strict_params",
-        {"action": "store_true", "help": "reject unknown request fields with a 400"},
-    ),
-    "--n-ctx": ("n_ctx", {"type": int, "help": "context length per sequence (default 4096)"}),
-    "--max-seqs": ("max_seqs", {"type": int, "help": "sequences decoded together (default 8)"}),
-    "--max-queue": ("max_queue", {"type": int, "help": "waiting requests before 429"}),
-    "--threads": ("threads", {"type": int, "help": "decode threads (default: all cores)"}),
-    "--threads-batch": ("threads_batch", {"type": int, "help": "prefill threads"}),
-    "--n-batch": ("n_batch", {"type": int, "help": "most tokens decoded per step"}),
-    "--prefill-chunk": ("prefill_chunk", {"type": int, "help": "prompt tokens per step"}),
-    "--no-prefix-cache": (
-        "prefix_cache",
-        {"action": "store_false", "help": "do not reuse KV of matching prompt prefixes"},
-    ),
-    "--kv-split": (
-        "kv_unified",
-        {"action": "store_false", "help": "one KV buffer per sequence instead of a shared one"},
-    ),
-    "--constraint-deadline": (
-        "constraint_deadline",
-        {"type": float, "help": "seconds a structured-output constraint may take to compile"},
-    ),
-    "--media-allow": (
-        "media_allow",
-        {
-            "action": "append",
-            "metavar": "HOST|.DOMAIN|CIDR",
-            "help": "let image URLs reach this non-public host, domain or network (repeatable)",
-        },
-    ),
-    "--media-timeout": ("media_timeout", {"type": float, "help": "seconds per image fetch"}),
-    "--media-max-bytes": ("media_max_bytes", {"type": int, "help": "largest image in bytes"}),
-    "--media-max-images": (
-        "media_max_images",
-        {"type": int, "help": "most images in one request"},
-    ),
-    "--media-max-request-pixels": (
-        "media_max_request_pixels",
-        {"type": int, "help": "most pixels of all images of one request together"},
-    ),
-    "--media-max-side": (
-        "media_max_side",
-        {"type": int, "help": "images are decoded to fit this many pixels a side"},
-    ),
-    "--max-header-bytes": (
-        "max_header_bytes",
-        {"type": int, "help": "largest request line plus headers in bytes (431 past it)"},
-    ),
-    "--max-header-count": (
-        "max_header_count",
-        {"type": int, "help": "most request headers (431 past it)"},
-    ),
-    "--drain-timeout": (
-        "drain_timeout",
-        {"type": float, "help": "seconds requests in flight at SIGTERM may take to finish"},
-    ),
-    "--cors-origin": (
-        "cors_origins",
-        {
-            "action": "append",
-            "metavar": "ORIGIN",
-            "help": "let browser pages from this origin (https://app.example, or '*') call the "
-            "API (repeatable; default none)",
-        },
-    ),
-    "--home": ("home", {"help": "where pampero keeps its files (PAMPERO_HOME)"}),
-    "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }
+
+
+def serve_flags() -> dict[str, tuple[str, dict[str, Any]]]:
+    """flag -> (settings field, argparse options), one flag per setting, generated from the
+    ``Settings`` model: the flag is the field's name with dashes (a list's flag, repeatable,
+    may be named in the field's ``json_schema_extra["flag"]``), its help the description.
+    A boolean that defaults to true gets ``--no-NAME``. ``models`` has its own flags."""
+    flags = dict(_MODEL_FLAGS)
+    for name, field in Settings.model_fields.items():
+        if name == "models":
+            continue
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        flag = str(extra.get("flag") or "--" + name.replace("_", "-"))
+        options: dict[str, Any] = {"help": _help_of(field)}
+        annotation = field.annotation
+        args = get_args(annotation)
+        if annotation is bool:
+            if field.default is True:
+                flag = str(extra.get("flag") or "--no-" + name.replace("_", "-"))
+                options["action"] = "store_false"
+                options["help"] = "turn off: " + options["help"]
+            else:
+                options["action"] = "store_true"
+        elif get_origin(annotation) is list:
+            options["action"] = "append"
+            options["metavar"] = flag.removeprefix("--").replace("-", "_").upper()
+            options["help"] += " (repeatable)"
+        elif get_origin(annotation) is Literal:
+            options["choices"] = list(args)
+        else:
+            kind = next((a for a in (annotation, *args) if a in (int, float)), None)
+            if kind is not None:
+                options["type"] = kind
+        flags[flag] = (name, options)
+    return flags
+
+
+def _help_of(field: FieldInfo) -> str:
+    text = (field.description or "").rstrip(".")
+    if not text[1:2].isupper():  # keep "YAML", "KV"
+        text = text[:1].lower() + text[1:]
+    if field.default_factory is None and field.default not in (None, False, True, []):
+        text += f" (default {field.default})"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pampero {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
-    for flag, (field, options) in _SERVE_FLAGS.items():
+    for flag, (field, options) in serve_flags().items():
         serve.add_argument(flag, dest=field, default=argparse.SUPPRESS, **options)
     path = commands.add_parser("model-path", help="assemble the default model, print its path")
     path.add_argument("--home", default=argparse.SUPPRESS)

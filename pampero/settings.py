@@ -137,11 +137,16 @@ class Settings(BaseSettings):
         description="Served models (default: the embedded default model).",
     )
     backends: list[str] = Field(
+        json_schema_extra={"flag": "--backend"},
         default_factory=list,
         description="More chat backends: names in the backend registry (entry point group "
         "pampero.backends) or module:attr factories.",
     )
-    api_keys: list[str] = Field(default_factory=list, description="Accepted bearer keys.")
+    api_keys: list[str] = Field(
+        json_schema_extra={"flag": "--api-key"},
+        default_factory=list,
+        description="Accepted bearer keys.",
+    )
     insecure_no_auth: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."
     )
@@ -160,7 +165,11 @@ class Settings(BaseSettings):
     prefill_chunk: int = Field(
         default=256, ge=16, description="Most prompt tokens one sequence adds in one step."
     )
-    kv_unified: bool = Field(default=True, description="One KV buffer shared by all sequences.")
+    kv_unified: bool = Field(
+        default=True,
+        description="One KV buffer shared by all sequences (--kv-split: one per sequence).",
+        json_schema_extra={"flag": "--kv-split"},
+    )
     prefix_cache: bool = Field(default=True, description="Reuse KV of matching prompt prefixes.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
     max_header_bytes: int = Field(
@@ -179,6 +188,7 @@ class Settings(BaseSettings):
         "ones get 503 meanwhile, and those still running after it end with an error.",
     )
     cors_origins: list[str] = Field(
+        json_schema_extra={"flag": "--cors-origin"},
         default_factory=list,
         description="Browser origins (https://app.example:8443, or '*') whose cross-origin "
         "requests are allowed; none by default.",
@@ -215,7 +225,9 @@ class Settings(BaseSettings):
     media_max_concurrency: int = Field(
         default=8, ge=1, description="Image fetches (and decodes) in flight at once."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="How much the server logs."
+    )
 
     @field_validator("media_allow")
     @classmethod

@@ -231,3 +231,43 @@ def test_engine_knobs_can_be_set_per_model() -> None:
 def test_a_model_whose_batch_cannot_hold_its_sequences_is_refused() -> None:
     with pytest.raises(ValueError, match="model big: n_batch \\(16\\) must be at least max_seqs"):
         Settings(models=[ModelConfig(id="big", max_seqs=32, n_batch=16), ModelConfig(id="b")])
+
+
+def test_every_setting_has_a_flag_and_an_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pampero.cli import serve_flags
+
+    flags = serve_flags()
+    by_field = {field: flag for flag, (field, _) in flags.items()}
+    assert set(Settings.model_fields) == set(by_field)  # models: --model
+    for name, field in Settings.model_fields.items():
+        flag = by_field[name]
+        options = flags[flag][1]
+        if options.get("type") in (int, float):
+            value = _other_valid_value(name, field.default, options["type"])
+            values = vars(build_parser().parse_args(["serve", flag, str(value)]))
+            assert getattr(load_settings(_without_command(values)), name) == value, flag
+            monkeypatch.setenv(f"PAMPERO_{name.upper()}", str(value))
+            assert getattr(Settings(), name) == value, f"PAMPERO_{name.upper()}"
+            monkeypatch.delenv(f"PAMPERO_{name.upper()}")
+        elif options.get("action") in ("store_true", "store_false"):
+            values = vars(build_parser().parse_args(["serve", flag]))
+            assert getattr(load_settings(_without_command(values)), name) is not field.default
+
+
+def _other_valid_value(name: str, default: Any, kind: type) -> Any:
+    """A value other than the default that the setting accepts."""
+    base = default if isinstance(default, int | float) else 2
+    for candidate in (base + 1, base - 1, base * 2, 16):
+        try:
+            Settings(**{name: kind(candidate)})
+        except ValidationError:
+            continue
+        if kind(candidate) != default:
+            return kind(candidate)
+    raise AssertionError(f"no other valid value found for {name}")
+
+
+def _without_command(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k != "command"}
