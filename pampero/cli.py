@@ -78,6 +78,14 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "help": "multimodal projector .gguf for the --model before it (image input)",
         },
     ),
+    "--backend": (
+        "backends",
+        {
+            "action": "append",
+            "metavar": "NAME|MODULE:FACTORY",
+            "help": "add the models of a chat backend factory (repeatable)",
+        },
+    ),
     "--api-key": ("api_keys", {"action": "append", "help": "accepted bearer key (repeatable)"}),
     "--insecure-no-auth": (
         "insecure_no_auth",

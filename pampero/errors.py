@@ -9,17 +9,23 @@ error body ``{"error": {"message", "type", "param", "code"}}`` with the status c
     │   ├── ContextLengthExceeded     400 code=context_length_exceeded
     │   └── UnsupportedParameter      400 code=unsupported_parameter
     ├── AuthenticationError           401 authentication_error
+    ├── QuotaExceeded                 402 insufficient_quota      (a budget is spent, as OpenRouter)
+    ├── PermissionDenied              403 permission_error        (a valid key, not for this)
     ├── NotFoundError                 404 not_found_error
     │   └── ModelNotFound             404 code=model_not_found
     ├── PayloadTooLarge               413 invalid_request_error
     ├── HeadersTooLarge               431 invalid_request_error (too many or too large headers)
-    ├── Overloaded                    429 rate_limit_error (carries ``retry_after`` seconds)
+    ├── RateLimited                   429 rate_limit_error code=rate_limit_exceeded (a key's limit)
+    ├── Overloaded                    429 rate_limit_error code=server_overloaded (the server's)
     ├── ShuttingDown                  503 service_unavailable (draining; ``retry_after``)
     ├── EngineNotReady                503 service_unavailable
-    └── EngineError                   500 server_error (the engine failed mid-flight)
+    ├── EngineError                   500 server_error (the engine failed mid-flight)
+    ├── UpstreamError                 502 upstream_error (an upstream provider failed)
+    └── UpstreamTimeout               504 timeout_error  (an upstream provider did not answer)
 
-Services raise; they never return error values. Code that wants a status branches on the
-type, never on the message text.
+Every error carries the response headers it needs (``headers()``): one constructed with
+``retry_after=N`` sends ``Retry-After: N``. Services raise; they never return error values.
+Code that wants a status branches on the type, never on the message text.
 """
 
 from __future__ import annotations
@@ -34,11 +40,23 @@ class PamperoError(Exception):
     retry_after: int | None = None
     """Seconds after which a retry may succeed, sent as ``Retry-After`` (None: no header)."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """The response headers this error comes with."""
+        return {} if self.retry_after is None else {"retry-after": str(self.retry_after)}
 
     def to_body(self) -> dict[str, dict[str, str | None]]:
         """The OpenAI error body for this error."""
@@ -73,6 +91,18 @@ class AuthenticationError(PamperoError):
     default_code = "invalid_api_key"
 
 
+class QuotaExceeded(PamperoError):
+    status_code = 402
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class PermissionDenied(PamperoError):
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+
+
 class NotFoundError(PamperoError):
     status_code = 404
     error_type = "not_found_error"
@@ -88,6 +118,12 @@ class PayloadTooLarge(PamperoError):
     default_code = "request_too_large"
 
 
+class RateLimited(PamperoError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
 class HeadersTooLarge(PamperoError):
     status_code = 431
     error_type = "invalid_request_error"
@@ -100,8 +136,7 @@ class Overloaded(PamperoError):
     default_code = "server_overloaded"
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 class ShuttingDown(PamperoError):
@@ -127,3 +162,15 @@ class EngineError(PamperoError):
     status_code = 500
     error_type = "server_error"
     default_code = "engine_error"
+
+
+class UpstreamError(PamperoError):
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "upstream_error"
+
+
+class UpstreamTimeout(PamperoError):
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "upstream_timeout"

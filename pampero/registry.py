@@ -42,7 +42,9 @@ class Registry(Generic[T]):
     """The names of one kind of thing (``kind``, as a miss message says it), each a ``module:attr``.
 
     ``param`` is the request field a miss blames; ``plugins`` reads an entry-point group (give a
-    cached reader where a name is looked up for every request).
+    cached reader where a name is looked up for every request). With ``targets``, a name may
+    also be a ``module:attr`` string, loaded as is: only for names that come from the server's
+    own settings (engines, backends), never for names a request carries.
     """
 
     def __init__(
@@ -53,12 +55,14 @@ class Registry(Generic[T]):
         *,
         param: str | None = None,
         plugins: PluginReader = read_plugins,
+        targets: bool = False,
     ) -> None:
         self.kind = kind
         self.group = group
         self.param = param if param is not None else kind.replace(" ", "_")
         self._builtin = dict(builtin)
         self._plugins = plugins
+        self._targets = targets
 
     def available(self) -> dict[str, str]:
         """Every registered name with the ``module:attr`` that provides it."""
@@ -70,6 +74,9 @@ class Registry(Generic[T]):
     def load(self, name: str, *, param: str | None = None) -> T:
         """What ``name`` is registered as; ``InvalidRequestError`` (on ``param``) if nothing."""
         registered = self.available()
+        if self._targets and name not in registered and ":" in name:
+            target: T = load_target(name)
+            return target
         if name not in registered:
             raise InvalidRequestError(
                 f"unknown {self.kind} {name[:100]!r}; available: {', '.join(sorted(registered))}",

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         default_factory=lambda: [ModelConfig(id=DEFAULT_MODEL_ID)],
         description="Served models (default: the embedded default model).",
     )
+    backends: list[str] = Field(
+        default_factory=list,
+        description="More chat backends: names in the backend registry (entry point group "
+        "pampero.backends) or module:attr factories.",
+    )
     api_keys: list[str] = Field(default_factory=list, description="Accepted bearer keys.")
     insecure_no_auth: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."

@@ -176,6 +176,11 @@ class FakeRunner:
         self.batches: list[list[DecodedRow]] = []
         self.violations: list[str] = []
         self.fail_next_decode: Exception | None = None
+        self.broken: Exception | None = None  # every decode fails while set
+        self.break_after: tuple[int, Exception] | None = None  # (decodes to go, then broken)
+        # Tokens the "device" cannot decode: a batch holding one fails part-way, its earlier
+        # rows already written to KV (as a llama.cpp micro-batch can fail after others ran).
+        self.poison: frozenset[int] = frozenset()
 
     def logits_for(self, context: Sequence[int]) -> npt.NDArray[np.float32]:
         return ramp(self.next_token(context), self.n_vocab)
@@ -201,6 +206,13 @@ class FakeRunner:
         if self.fail_next_decode is not None:
             error, self.fail_next_decode = self.fail_next_decode, None
             raise error
+        if self.break_after is not None:
+            left, error = self.break_after
+            self.break_after = (left - 1, error) if left > 0 else None
+            if left <= 0:
+                self.broken = error
+        if self.broken is not None:
+            raise self.broken
         n = len(tokens)
         if not 0 < n <= self.n_batch or not n == len(positions) == len(seq_ids) == len(want_logits):
             self._violate(f"batch of {n} rows (n_batch={self.n_batch})")
@@ -218,6 +230,8 @@ class FakeRunner:
                 self._violate(
                     f"seq {row.seq_id}: token at position {row.position}, KV holds {len(kv)}"
                 )
+            if row.token in self.poison:
+                raise RuntimeError(f"cannot decode token {row.token}")
             kv.append(row.token)
             if row.wants_logits:
                 out.append(self.logits_for(kv))

@@ -24,6 +24,8 @@ from pampero.api.errors import on_http_error, on_pampero_error, on_unexpected
 from pampero.api.lifecycle import DrainGate, Lifecycle
 from pampero.api.middleware import BearerAuth, BodyLimit, HeaderLimit
 from pampero.api.routes import route_paths, routes
+from pampero.backends import BackendEnvironment
+from pampero.backends.catalogue import Catalogue
 from pampero.errors import PamperoError
 from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
@@ -89,7 +91,11 @@ def create_app(settings: Settings) -> Starlette:
             images=ImageSource(max_concurrency=settings.media_max_concurrency),
             media_policy=MediaPolicy.from_settings(settings),
         )
-        app.state.services = Services.build(context)
+        services = Services.build(context)
+        app.state.services = services
+        app.state.catalogue = Catalogue.build(
+            BackendEnvironment(settings, services), settings.backends
+        )
         lifecycle.on_deadline.append(hub.halt)
         # Importing and preparing the grammar backends takes seconds: do it while serving.
         warm_up = asyncio.create_task(constraints.warm_up(list(hub)))

@@ -25,7 +25,7 @@ _HTTP_TYPES = {
 
 
 def error_response(error: PamperoError) -> JSONResponse:
-    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
+    headers = error.headers() or None
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 

@@ -12,14 +12,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pampero.api.sse import EventStreamResponse
-from pampero.errors import EngineNotReady
+from pampero.backends import ChatBackend, RequestContext
+from pampero.backends.catalogue import Catalogue
+from pampero.errors import EngineNotReady, UnsupportedParameter
 from pampero.protocol import (
     parse_chat_request,
     parse_completion_request,
     parse_detokenize_request,
     parse_tokenize_request,
 )
-from pampero.serving.context import Result
+from pampero.protocol.common import GenerationFields
+from pampero.protocol.replies import Reply
 from pampero.serving.services import Services
 
 
@@ -28,7 +31,22 @@ def _services(request: Request) -> Services:
     return services
 
 
-async def _until_disconnect(request: Request, work: Awaitable[Result]) -> Result | None:
+def _catalogue(request: Request) -> Catalogue:
+    catalogue: Catalogue = request.app.state.catalogue
+    return catalogue
+
+
+def _backend_for(request: Request, fields: GenerationFields) -> ChatBackend:
+    """The backend serving ``fields.model``; a field it cannot honour is a 400 naming it."""
+    backend = _catalogue(request).resolve(fields.model)
+    for name in backend.unsupported(fields):
+        raise UnsupportedParameter(
+            f"'{name}' is not supported by the model '{backend.card.id}'", param=name
+        )
+    return backend
+
+
+async def _until_disconnect(request: Request, work: Awaitable[Reply]) -> Reply | None:
     """Run ``work``; cancel it (aborting its engine request) if the client goes away first."""
     task = asyncio.ensure_future(work)
     receive = request.receive
@@ -49,31 +67,30 @@ async def _until_disconnect(request: Request, work: Awaitable[Result]) -> Result
     return task.result()
 
 
-def _respond(result: Result | None) -> Response:
-    if result is None:  # nobody is listening; the status is for the access log
+def _respond(reply: Reply | None) -> Response:
+    if reply is None:  # nobody is listening; the status is for the access log
         return Response(status_code=499)
-    if result.stream is not None:
-        return EventStreamResponse(result.stream, headers=result.headers)  # type: ignore[return-value]
-    return JSONResponse(result.body, headers=result.headers)
+    if reply.stream is not None:
+        return EventStreamResponse(reply.stream, headers=reply.headers)  # type: ignore[return-value]
+    return JSONResponse(reply.body, headers=reply.headers)
 
 
 async def chat_completions(request: Request) -> Response:
-    arrival = time.perf_counter()
+    context = RequestContext(arrival=time.perf_counter())
     body = await request.body()
-    services = _services(request)
-    parsed = parse_chat_request(body, strict=services.context.settings.strict_params)
-    work = services.chat.create(parsed, arrival)
+    parsed = parse_chat_request(body, strict=_services(request).context.settings.strict_params)
+    work = _backend_for(request, parsed.request).chat(parsed, context)
     if parsed.request.stream:
         return _respond(await work)
     return _respond(await _until_disconnect(request, work))
 
 
 async def completions(request: Request) -> Response:
-    arrival = time.perf_counter()
+    context = RequestContext(arrival=time.perf_counter())
     body = await request.body()
-    services = _services(request)
-    parsed = parse_completion_request(body, strict=services.context.settings.strict_params)
-    work = services.completions.create(parsed, arrival)
+    strict = _services(request).context.settings.strict_params
+    parsed = parse_completion_request(body, strict=strict)
+    work = _backend_for(request, parsed.request).complete(parsed, context)
     if parsed.request.stream:
         return _respond(await work)
     return _respond(await _until_disconnect(request, work))
@@ -96,11 +113,11 @@ async def detokenize(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    return JSONResponse(_services(request).models.list())
+    return JSONResponse(_catalogue(request).models_list())
 
 
 async def get_model(request: Request) -> Response:
-    return JSONResponse(_services(request).models.get(request.path_params["model_id"]))
+    return JSONResponse(_catalogue(request).model_object(request.path_params["model_id"]))
 
 
 async def health(request: Request) -> Response:

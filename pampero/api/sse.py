@@ -1,26 +1,62 @@
-"""An SSE response that notices a client leaving.
+"""Server-sent events, as OpenAI frames them, and a response that notices a client leaving.
+
+Backends yield typed chunks; this module alone turns them into bytes: ``data: {json}\n\n``
+per chunk, then ``data: [DONE]\n\n``. Once a stream has started, its status line is already
+sent; a failure after that point is reported in band as ``data: {"error": {...}}`` (which the
+openai SDK raises as an APIError) followed by ``[DONE]``, never as a clean end of stream.
 
 Starlette's own streaming response, under ASGI 2.4 servers, only learns of a disconnect when a
 write fails; during a long prefill nothing is written, so the sequence would hold its slot.
-``EventStreamResponse`` listens for ``http.disconnect`` while it streams and cancels the body
+``EventStreamResponse`` listens for ``http.disconnect`` while it streams and cancels the chunk
 iterator at once, which aborts the engine request within one step.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import anyio
+import orjson
 from starlette.types import Receive, Scope, Send
+
+from pampero.errors import EngineError, PamperoError
+from pampero.protocol.replies import Chunk
+
+log = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def event(payload: Mapping[str, Any]) -> bytes:
+    """One SSE ``data:`` event carrying a JSON object."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def encode(chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
+    """``chunks`` as SSE events and ``[DONE]``; a failure becomes an in-band error event."""
+    try:
+        async for chunk in chunks:
+            yield event(chunk)
+    except PamperoError as exc:
+        yield event(exc.to_body())
+    except Exception as exc:  # an unexpected failure must still end the stream visibly
+        log.exception("stream failed")
+        yield event(EngineError(f"generation failed: {type(exc).__name__}").to_body())
+    finally:
+        await _close(chunks)
+    yield DONE
 
 
 class EventStreamResponse:
-    """An ASGI response streaming ``body`` as ``text/event-stream``."""
+    """An ASGI response streaming ``chunks`` as ``text/event-stream``."""
 
     def __init__(
-        self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None
+        self, chunks: AsyncIterator[Chunk], headers: Mapping[str, str] | None = None
     ) -> None:
-        self.body = body
+        self.chunks = chunks
+        self.body = encode(chunks)
         self.headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),
@@ -63,10 +99,11 @@ class EventStreamResponse:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             await _close(self.body)
+            await _close(self.chunks)  # if the encoder never started, it never closed them
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _close(body: AsyncIterator[bytes]) -> None:
+async def _close(body: AsyncIterator[Any]) -> None:
     closer = getattr(body, "aclose", None)
     if closer is not None:
         with anyio.CancelScope(shield=True):

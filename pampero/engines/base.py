@@ -154,6 +154,8 @@ class GenerationRequest:
     sampling: SamplingParams
     priority: int = 0
     images: list[Image.Image] = field(default_factory=list)  # decoded, in prompt order
+    # The request field the prompt came from, named by the engine's errors about it.
+    prompt_param: str = "messages"
 
 
 def tokenize_with_images(tokenizer: Tokenizer, text: str, marker: str) -> list[int]:

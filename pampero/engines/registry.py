@@ -1,5 +1,6 @@
 """Engines by name. Built-ins register exactly as a plugin would (entry point group
-``pampero.engines``, value ``module:factory``); a factory is imported only when chosen.
+``pampero.engines``, value ``module:factory``); a factory is imported only when chosen. A
+model's ``engine`` may also name a factory directly as ``module:factory``.
 
 Example::
 
@@ -23,6 +24,7 @@ _ENGINES: Registry[EngineFactory] = Registry(
         "llamacpp": "pampero.engines.llamacpp.engine:create",
         "transformers": "pampero.engines.transformers.engine:create",
     },
+    targets=True,
 )
 
 

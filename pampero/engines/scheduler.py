@@ -160,8 +160,10 @@ class Scheduler:
 
     def _check(self, generation: GenerationRequest) -> None:
         n_prompt = len(generation.prompt_tokens)
+        param = generation.prompt_param
         if n_prompt == 0:
-            raise InvalidRequestError("the prompt is empty", param="prompt")
+            raise InvalidRequestError("the prompt is empty", param=param)
+        self._check_tokens(generation)
         if generation.sampling.n > self.config.max_seqs:
             raise InvalidRequestError(
                 f"n={generation.sampling.n} exceeds the {self.config.max_seqs} sequences this "
@@ -173,7 +175,21 @@ class Scheduler:
             raise ContextLengthExceeded(
                 f"the prompt has {n_prompt} tokens; this model's context is "
                 f"{self.runner.n_ctx_seq} tokens and at least one must be left to generate",
-                param="messages",
+                param=param,
+            )
+
+    def _check_tokens(self, generation: GenerationRequest) -> None:
+        """Every prompt token is in the vocabulary (or an image place): llama.cpp fails the
+        whole batch on one bad id, which would fail every request decoding beside it."""
+        tokens = np.asarray(generation.prompt_tokens, dtype=np.int64)
+        bad = np.flatnonzero(
+            ((tokens < 0) | (tokens >= self.runner.n_vocab)) & (tokens != IMAGE_PLACEHOLDER_ID)
+        )
+        if len(bad):
+            raise InvalidRequestError(
+                f"token id {int(tokens[bad[0]])} at position {int(bad[0])} is outside this "
+                f"model's vocabulary (0..{self.runner.n_vocab - 1})",
+                param=generation.prompt_param,
             )
 
     def _check_images(self, generation: GenerationRequest) -> None:
@@ -181,7 +197,9 @@ class Scheduler:
         if not generation.images and not places:
             return
         if not getattr(self.runner, "supports_images", False):
-            raise InvalidRequestError("this model does not accept image input", param="messages")
+            raise InvalidRequestError(
+                "this model does not accept image input", param=generation.prompt_param
+            )
         if places != len(generation.images):
             raise EngineError(
                 f"the prompt has {places} image places for {len(generation.images)} images"
@@ -214,11 +232,7 @@ class Scheduler:
             if not self._running:
                 self._flush()  # a request refused at admission (its images) still hears back
                 continue
-            try:
-                self._step()
-            except Exception as exc:  # the engine must outlive one bad step
-                log.exception("engine step failed")
-                self._fail_running(exc)
+            self._step_all()
             self._flush()
 
     def _drain_inbox(self, *, block: bool, stop: threading.Event) -> None:
@@ -288,12 +302,14 @@ class Scheduler:
                 expanded += [IMAGE_CELL] * chunk.n_tokens
                 expanded += chunk.after
             if expanded[-1] == IMAGE_CELL:
-                raise InvalidRequestError("a prompt may not end with an image", param="messages")
+                raise InvalidRequestError(
+                    "a prompt may not end with an image", param=generation.prompt_param
+                )
             if len(expanded) >= self.runner.n_ctx_seq:
                 raise ContextLengthExceeded(
                     f"with its images the prompt has {len(expanded)} tokens; this model's "
                     f"context is {self.runner.n_ctx_seq} tokens",
-                    param="messages",
+                    param=generation.prompt_param,
                 )
         except BaseException:
             self._free_media(request)
@@ -388,16 +404,47 @@ class Scheduler:
 
     # -- one step -----------------------------------------------------------------------------
 
-    def _step(self) -> None:
-        rows, tokens, positions, seq_ids, want = self._build_batch()
+    def _step_all(self) -> None:
+        """One step for every running request. The engine outlives a bad step, and so do the
+        requests that did not cause it: when the batch fails, each request is stepped again on
+        its own, and only those that fail alone are failed."""
+        requests = list(self._running)
+        marks = _marks(requests)
+        try:
+            self._step(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                log.exception("engine step failed")
+                self._fail(requests[0], exc)
+            else:
+                log.warning(
+                    "a batch of %d requests failed (%s); retrying each alone", len(requests), exc
+                )
+                self._rewind(marks)
+                for request in requests:
+                    try:
+                        self._step([request])
+                    except Exception as alone:
+                        log.exception("engine step failed")
+                        self._fail(request, alone)
+        self._collect()
+
+    def _rewind(self, marks: list[tuple[Sequence, int, Phase, int]]) -> None:
+        """Put sequences back where they were before a failed decode, KV included."""
+        for s, n_past, phase, pos_shift in marks:
+            if s.n_past != n_past:
+                self.runner.seq_remove(s.slot, n_past - pos_shift, -1)
+            s.n_past, s.phase, s.pos_shift = n_past, phase, pos_shift
+
+    def _step(self, requests: list[ActiveRequest]) -> None:
+        rows, tokens, positions, seq_ids, want = self._build_batch(requests)
         if not rows and not len(tokens):
             return
         logits = self.runner.decode(tokens, positions, seq_ids, want)
         self._consume(rows, logits)
-        self._collect()
 
     def _build_batch(
-        self,
+        self, requests: list[ActiveRequest]
     ) -> tuple[
         list[_Row],
         npt.NDArray[np.int32],
@@ -410,7 +457,7 @@ class Scheduler:
         pos: list[npt.NDArray[np.int32]] = []
         sid: list[npt.NDArray[np.int32]] = []
         out: list[npt.NDArray[np.int8]] = []
-        decoding = [s for r in self._running for s in r.sequences if s.phase is Phase.DECODE]
+        decoding = [s for r in requests for s in r.sequences if s.phase is Phase.DECODE]
         if decoding:
             tok.append(np.fromiter((s.tokens[-1] for s in decoding), np.int32, len(decoding)))
             pos.append(
@@ -422,7 +469,7 @@ class Scheduler:
                 rows.append(_Row(s, s.n_past, True))
                 s.n_past += 1
         budget = self.runner.n_batch - len(decoding)
-        for request in self._running:
+        for request in requests:
             for s in request.sequences:
                 if s.phase is not Phase.PREFILL or budget <= 0:
                     continue
@@ -499,24 +546,49 @@ class Scheduler:
             picks = np.argmax(logits[greedy], axis=1)
             chosen = dict(zip(greedy, (int(p) for p in picks), strict=True))
         beams: dict[int, tuple[BeamSearch, dict[int, npt.NDArray[np.float32]]]] = {}
+        failed: set[int] = set()
         for i, row in enumerate(rows):
             s = row.sequence
-            if not row.samples:
-                self._prompt_logprob(s, row.position, logits[i])
+            if id(s.request) in failed:
                 continue
-            if s.phase is Phase.DONE:
-                continue
-            beam = s.request.beam
-            if beam is not None:
-                beams.setdefault(id(beam), (beam, {}))[1][s.index] = logits[i]
-                continue
-            token = chosen[i] if i in chosen else s.sampler.choose(logits[i], s.output_ids)
-            first = not s.output_ids
-            self._append(s, token, logits[i])
-            if first and s.index == 0:
-                self._start_siblings(s, logits[i])
+            try:
+                self._consume_row(s, row, logits[i], chosen.get(i), beams)
+            except Exception as exc:  # this request's sampling failed, not the batch
+                log.exception("sampling failed for one request")
+                failed.add(id(s.request))
+                self._fail(s.request, exc)
         for beam, beam_rows in beams.values():
-            beam.step(beam_rows)
+            request = beam.sequences[0].request
+            if id(request) in failed:
+                continue
+            try:
+                beam.step(beam_rows)
+            except Exception as exc:
+                log.exception("beam search step failed for one request")
+                self._fail(request, exc)
+
+    def _consume_row(
+        self,
+        s: Sequence,
+        row: _Row,
+        logits: npt.NDArray[np.float32],
+        greedy_pick: int | None,
+        beams: dict[int, tuple[BeamSearch, dict[int, npt.NDArray[np.float32]]]],
+    ) -> None:
+        if not row.samples:
+            self._prompt_logprob(s, row.position, logits)
+            return
+        if s.phase is Phase.DONE:
+            return
+        beam = s.request.beam
+        if beam is not None:
+            beams.setdefault(id(beam), (beam, {}))[1][s.index] = logits
+            return
+        token = greedy_pick if greedy_pick is not None else s.sampler.choose(logits, s.output_ids)
+        first = not s.output_ids
+        self._append(s, token, logits)
+        if first and s.index == 0:
+            self._start_siblings(s, logits)
 
     def _prompt_logprob(self, s: Sequence, position: int, row: npt.NDArray[np.float32]) -> None:
         plp = s.request.prompt_logprobs
@@ -578,14 +650,16 @@ class Scheduler:
             slot.tokens, slot.n_cached = [], 0
         self._free_slots = sum(1 for x in self._slots if not x.busy)
 
-    def _fail_running(self, exc: Exception) -> None:
+    def _fail(self, request: ActiveRequest, exc: Exception) -> None:
+        """End one request with ``exc``; its sequences' KV is dropped."""
+        if request not in self._running:
+            return
         error = exc if isinstance(exc, PamperoError) else EngineError(f"generation failed: {exc}")
-        for request in self._running:
-            for s in request.sequences:
-                self._release(s, keep_cache=False)
-            self._free_media(request)
-            self._outbox.append((request.sink, error))
-        self._running = []
+        self._running.remove(request)
+        for s in request.sequences:
+            self._release(s, keep_cache=False)
+        self._free_media(request)
+        self._outbox.append((request.sink, error))
 
     def fail_all(self, error: BaseException) -> None:
         """Called once when the engine thread is going away."""
@@ -600,6 +674,11 @@ class Scheduler:
         if self._outbox:
             batch, self._outbox = self._outbox, []
             self._emit(batch)
+
+
+def _marks(requests: list[ActiveRequest]) -> list[tuple[Sequence, int, Phase, int]]:
+    """Where each sequence stands before a step, to rewind it if the step's decode fails."""
+    return [(s, s.n_past, s.phase, s.pos_shift) for r in requests for s in r.sequences]
 
 
 def _common_prefix(slot: _Slot, prompt: list[int]) -> int:

@@ -9,8 +9,9 @@ from pampero.engines.base import GenerationRequest, SamplingParams
 from pampero.errors import InvalidRequestError, UnsupportedParameter
 from pampero.media import LoadedImage, image_parts
 from pampero.protocol import ChatCompletionRequest, Parsed
+from pampero.protocol.replies import ChatCompletion, Reply
 from pampero.serving.chat_stream import ChatStreamer, message_body
-from pampero.serving.context import Result, ServingContext, ignored_header
+from pampero.serving.context import ServingContext, ignored_header
 from pampero.serving.generation import Generation, OwnedStream
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import no_effect_fields, resolve_max_tokens, sampling_params
@@ -23,7 +24,6 @@ from pampero.serving.responses import (
     fingerprint,
     prompt_logprobs_body,
 )
-from pampero.serving.sse import stream_errors
 from pampero.serving.structured import constraint_spec
 from pampero.serving.tools import ToolPlan, plan_tools, when_to_constrain
 
@@ -39,7 +39,7 @@ class ChatService:
             self._prompters[served.id] = Prompter(served, self.context.settings)
         return self._prompters[served.id]
 
-    async def create(self, parsed: Parsed[ChatCompletionRequest], arrival: float) -> Result:
+    async def create(self, parsed: Parsed[ChatCompletionRequest], arrival: float) -> Reply:
         request = parsed.request
         served = self.context.hub.get(request.model)
         _refuse_unavailable(request)
@@ -75,10 +75,9 @@ class ChatService:
             if images:  # see Generation.wait_started
                 await generation.wait_started()
             streamer = ChatStreamer(request, envelope, names, generation, plan)
-            body = OwnedStream(stream_errors(streamer.chunks()), [generation])
-            return Result(stream=body, headers=headers)
+            return Reply(stream=OwnedStream(streamer.chunks(), [generation]), headers=headers)
         await generation.run()
-        return Result(body=_body(request, envelope, names, generation, plan), headers=headers)
+        return Reply(body=_body(request, envelope, names, generation, plan), headers=headers)
 
     async def _images(self, request: ChatCompletionRequest) -> list[LoadedImage]:
         return await self.context.images.collect_images(request.messages, self.context.media_policy)
@@ -145,7 +144,7 @@ def _body(
     names: TokenNames,
     generation: Generation,
     plan: ToolPlan,
-) -> dict[str, Any]:
+) -> ChatCompletion:
     choices = []
     reasoning_tokens = 0
     for choice in generation.choices:
@@ -162,19 +161,19 @@ def _body(
         )
     usage = generation.usage.body()
     usage["completion_tokens_details"]["reasoning_tokens"] = reasoning_tokens
-    return {
-        "id": envelope.id,
-        "object": "chat.completion",
-        "created": envelope.created,
-        "model": envelope.model,
-        "system_fingerprint": envelope.fingerprint,
-        "choices": choices,
-        "usage": usage,
-        "prompt_logprobs": prompt_logprobs_body(
+    return ChatCompletion(
+        id=envelope.id,
+        object="chat.completion",
+        created=envelope.created,
+        model=envelope.model,
+        system_fingerprint=envelope.fingerprint,
+        choices=choices,
+        usage=usage,
+        prompt_logprobs=prompt_logprobs_body(
             names, generation.request.prompt_tokens, generation.prompt_logprobs
         ),
-        "service_tier": None,
-    }
+        service_tier=None,
+    )
 
 
 def _logprobs(

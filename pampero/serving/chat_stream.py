@@ -1,4 +1,4 @@
-"""A chat completion's output as OpenAI shapes it: the message of a response, or SSE chunks.
+"""A chat completion's output as OpenAI shapes it: the message of a response, or its chunks.
 
 Both paths run the same output parser (reasoning, tool calls) over the generated text; the
 message of a non-streamed response is the stream folded, so the two cannot disagree.
@@ -12,9 +12,9 @@ from typing import Any
 from pampero.engines.base import EngineEvent, SequenceDelta
 from pampero.parsers import OutputParser, ParsedDelta, parse_all
 from pampero.protocol import ChatCompletionRequest
+from pampero.protocol.replies import ChatCompletionChunk
 from pampero.serving.generation import Choice, Generation
 from pampero.serving.responses import Envelope, TokenNames, chat_logprobs, prompt_logprobs_body
-from pampero.serving.sse import DONE, event
 from pampero.serving.tools import ToolPlan, final_message_text
 
 
@@ -58,7 +58,7 @@ def message_body(
 
 
 class ChatStreamer:
-    """The SSE chunks of one chat completion, framed as OpenAI does."""
+    """The chunks of one streamed chat completion, as OpenAI shapes them."""
 
     def __init__(
         self,
@@ -82,19 +82,19 @@ class ChatStreamer:
         ]
         self.reasoning_text = [""] * n
 
-    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        payload: dict[str, Any] = {
-            "id": self.envelope.id,
-            "object": "chat.completion.chunk",
-            "created": self.envelope.created,
-            "model": self.envelope.model,
-            "system_fingerprint": self.envelope.fingerprint,
-            "choices": choices,
-        }
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> ChatCompletionChunk:
+        payload = ChatCompletionChunk(
+            id=self.envelope.id,
+            object="chat.completion.chunk",
+            created=self.envelope.created,
+            model=self.envelope.model,
+            system_fingerprint=self.envelope.fingerprint,
+            choices=choices,
+        )
         if self.include_usage or self.continuous_usage:
             payload["usage"] = self._usage() if self.continuous_usage else None
-        payload.update(extra)
-        return event(payload)
+        payload.update(extra)  # type: ignore[typeddict-item]
+        return payload
 
     def _usage(self) -> dict[str, Any]:
         usage = self.generation.usage.body()
@@ -104,7 +104,7 @@ class ChatStreamer:
         )
         return usage
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[ChatCompletionChunk]:
         prefix = echo_prefix(self.request)
         for index in range(self.request.n):
             yield self._chunk([_choice(index, {"role": "assistant", "content": ""})])
@@ -117,10 +117,9 @@ class ChatStreamer:
             first = False
         if self.include_usage:
             yield self._chunk([], usage=self._usage())
-        yield DONE
 
-    def _event_chunks(self, engine_event: EngineEvent, first: bool) -> list[bytes]:
-        out: list[bytes] = []
+    def _event_chunks(self, engine_event: EngineEvent, first: bool) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
         extra: dict[str, Any] = {}
         if first and self.request.prompt_logprobs is not None:
             extra["prompt_logprobs"] = prompt_logprobs_body(

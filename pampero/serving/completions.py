@@ -16,10 +16,12 @@ from typing import Any
 from pampero.engines.base import GenerationRequest, SamplingParams, Tokenizer
 from pampero.errors import UnsupportedParameter
 from pampero.protocol import CompletionRequest, Parsed
-from pampero.serving.context import Result, ServingContext, ignored_header, merge
+from pampero.protocol.replies import Reply, TextCompletion
+from pampero.serving.context import ServingContext, ignored_header, merge
 from pampero.serving.generation import Choice, Generation, OwnedStream, run_all
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import (
+    check_token_ids,
     no_effect_fields,
     resolve_max_tokens,
     sampling_params,
@@ -33,7 +35,6 @@ from pampero.serving.responses import (
     fingerprint,
     prompt_logprobs_body,
 )
-from pampero.serving.sse import DONE, event, stream_errors
 from pampero.serving.structured import constraint_spec
 
 
@@ -41,7 +42,7 @@ class CompletionService:
     def __init__(self, context: ServingContext) -> None:
         self.context = context
 
-    async def create(self, parsed: Parsed[CompletionRequest], arrival: float) -> Result:
+    async def create(self, parsed: Parsed[CompletionRequest], arrival: float) -> Reply:
         request = parsed.request
         served = self.context.hub.get(request.model)
         tokenizer = served.engine.tokenizer
@@ -59,6 +60,7 @@ class CompletionService:
                     prompt_tokens=tokens,
                     sampling=params,
                     priority=request.priority,
+                    prompt_param="prompt",
                 )
             )
         envelope = Envelope(completion_id("cmpl"), served.id, fingerprint(served.id))
@@ -67,18 +69,21 @@ class CompletionService:
         # prompt, or a client that left, aborts every sibling.
         generations = Generation.batch(served, requests, self.context.metrics, arrival)
         if request.stream:
-            body = _Streamer(request, envelope, names, generations).chunks()
-            return Result(stream=OwnedStream(stream_errors(body), generations), headers=headers)
+            chunks = _Streamer(request, envelope, names, generations).chunks()
+            return Reply(stream=OwnedStream(chunks, generations), headers=headers)
         await run_all(generations)
-        return Result(body=_body(request, envelope, names, generations), headers=headers)
+        return Reply(body=_body(request, envelope, names, generations), headers=headers)
 
     def _prompts(self, request: CompletionRequest, tokenizer: Tokenizer) -> list[list[int]]:
         prompts: list[list[int]] = []
+        batched = len(request.prompts) > 1
         for prompt in request.prompts:
             if isinstance(prompt, str):
                 tokens = tokenizer.encode(prompt, add_special=request.add_special_tokens)
             else:
                 tokens = list(prompt)
+                param = f"prompt[{len(prompts)}]" if batched else "prompt"
+                check_token_ids(tokens, tokenizer, param)
             if request.suffix is not None:
                 tokens = _fill_in_the_middle(tokens, request.suffix, tokenizer)
             if request.truncate_prompt_tokens is not None:
@@ -132,7 +137,7 @@ def _body(
     envelope: Envelope,
     names: TokenNames,
     generations: list[Generation],
-) -> dict[str, Any]:
+) -> TextCompletion:
     usage = Usage()
     choices: list[dict[str, Any]] = []
     for p_index, generation in enumerate(generations):
@@ -161,15 +166,15 @@ def _body(
                     else None,
                 }
             )
-    return {
-        "id": envelope.id,
-        "object": "text_completion",
-        "created": envelope.created,
-        "model": envelope.model,
-        "system_fingerprint": envelope.fingerprint,
-        "choices": choices,
-        "usage": usage.body(),
-    }
+    return TextCompletion(
+        id=envelope.id,
+        object="text_completion",
+        created=envelope.created,
+        model=envelope.model,
+        system_fingerprint=envelope.fingerprint,
+        choices=choices,
+        usage=usage.body(),
+    )
 
 
 def _echo_text(request: CompletionRequest, names: TokenNames, generation: Generation) -> str:
@@ -197,7 +202,7 @@ def _echo_logprobs(
 
 
 class _Streamer:
-    """SSE chunks for a completion request (several prompts merge into one stream)."""
+    """The chunks of a streamed completion request (several prompts merge into one stream)."""
 
     def __init__(
         self,
@@ -215,18 +220,18 @@ class _Streamer:
         self.continuous_usage = bool(options and options.continuous_usage_stats)
         self._offsets: dict[int, int] = {}
 
-    def _chunk(self, choices: list[dict[str, Any]], usage: Usage | None) -> bytes:
-        payload: dict[str, Any] = {
-            "id": self.envelope.id,
-            "object": "text_completion",
-            "created": self.envelope.created,
-            "model": self.envelope.model,
-            "system_fingerprint": self.envelope.fingerprint,
-            "choices": choices,
-        }
+    def _chunk(self, choices: list[dict[str, Any]], usage: Usage | None) -> TextCompletion:
+        payload = TextCompletion(
+            id=self.envelope.id,
+            object="text_completion",
+            created=self.envelope.created,
+            model=self.envelope.model,
+            system_fingerprint=self.envelope.fingerprint,
+            choices=choices,
+        )
         if self.include_usage or self.continuous_usage:
             payload["usage"] = usage.body() if usage is not None else None
-        return event(payload)
+        return payload
 
     def _usage(self) -> Usage:
         usage = Usage()
@@ -240,7 +245,7 @@ class _Streamer:
         async for item in generation.events():
             yield p_index, item
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[TextCompletion]:
         request = self.request
         if request.echo:
             for p_index, generation in enumerate(self.generations):
@@ -269,7 +274,6 @@ class _Streamer:
                 yield self._chunk(choices, self._usage() if self.continuous_usage else None)
         if self.include_usage:
             yield self._chunk([], self._usage())
-        yield DONE
 
     @staticmethod
     def _choice(

@@ -1,11 +1,11 @@
-"""What every serving use case shares: the models, the metrics, the settings, the result type."""
+"""What every serving use case shares: the models, the metrics, the settings."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
@@ -24,15 +24,6 @@ class ServingContext:
     constraints: Constraints
     images: ImageSource
     media_policy: MediaPolicy
-
-
-@dataclass
-class Result:
-    """A use case's answer: a JSON body, or an SSE byte stream, plus response headers."""
-
-    body: dict[str, Any] | None = None
-    stream: AsyncIterator[bytes] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 # A field name is the client's text, and a header value must be visible ASCII: a name with a

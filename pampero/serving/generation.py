@@ -6,11 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from pampero.engines.base import EngineEvent, GenerationRequest, SequenceDelta, TokenLogprob
 from pampero.observability import Metrics
 from pampero.serving.hub import ServedModel
 from pampero.serving.responses import Usage
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -168,22 +171,26 @@ async def close_all(generations: Sequence[Generation]) -> None:
         await generation.aclose()
 
 
-class OwnedStream:
-    """An SSE body that owns generations: closing it aborts each of them, even if the body was
-    never iterated (a client that left before the first byte), which closing a plain async
-    generator that never started would not do."""
+class OwnedStream(Generic[C]):
+    """A reply's chunks that own generations: closing it aborts each of them, even if the
+    chunks were never iterated (a client that left before the first byte), which closing a
+    plain async generator that never started would not do. Closing twice is harmless."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], generations: Sequence[Generation]) -> None:
+    def __init__(self, chunks: AsyncIterator[C], generations: Sequence[Generation]) -> None:
         self._chunks = chunks
         self._generations = list(generations)
+        self._closed = False
 
-    def __aiter__(self) -> OwnedStream:
+    def __aiter__(self) -> OwnedStream[C]:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> C:
         return await anext(self._chunks)
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             closer = getattr(self._chunks, "aclose", None)
             if closer is not None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pampero.serving.chat import ChatService
 from pampero.serving.completions import CompletionService
 from pampero.serving.context import ServingContext
-from pampero.serving.models import ModelsService
 from pampero.serving.tokens import TokensService
 
 
@@ -16,7 +15,6 @@ class Services:
     context: ServingContext
     chat: ChatService
     completions: CompletionService
-    models: ModelsService
     tokens: TokensService
 
     @classmethod
@@ -26,6 +24,5 @@ class Services:
             context=context,
             chat=chat,
             completions=CompletionService(context),
-            models=ModelsService(context),
             tokens=TokensService(context, chat),
         )

@@ -10,8 +10,9 @@ from pampero.protocol import (
     TokenizeChatRequest,
     TokenizeRequest,
 )
+from pampero.protocol.replies import Reply
 from pampero.serving.chat import ChatService
-from pampero.serving.context import Result, ServingContext, ignored_header
+from pampero.serving.context import ServingContext, ignored_header
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import check_token_ids
 
@@ -27,7 +28,7 @@ class TokensService:
             return next(iter(hub))  # vLLM's behaviour: the (first) served model
         return hub.get(name)
 
-    def tokenize(self, parsed: Parsed[TokenizeRequest]) -> Result:
+    def tokenize(self, parsed: Parsed[TokenizeRequest]) -> Reply:
         request = parsed.request
         served = self._model(request.model)
         tokenizer = served.engine.tokenizer
@@ -51,12 +52,12 @@ class TokensService:
             body["token_strs"] = [
                 tokenizer.token_bytes(t).decode("utf-8", "replace") for t in tokens
             ]
-        return Result(body=body, headers=ignored_header(parsed.ignored))
+        return Reply(body=body, headers=ignored_header(parsed.ignored))
 
-    def detokenize(self, parsed: Parsed[DetokenizeRequest]) -> Result:
+    def detokenize(self, parsed: Parsed[DetokenizeRequest]) -> Reply:
         request = parsed.request
         served = self._model(request.model)
         tokenizer = served.engine.tokenizer
         check_token_ids(request.tokens, tokenizer, "tokens")
         text = tokenizer.decode(request.tokens, skip_special=False)
-        return Result(body={"prompt": text}, headers=ignored_header(parsed.ignored))
+        return Reply(body={"prompt": text}, headers=ignored_header(parsed.ignored))

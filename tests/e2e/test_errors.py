@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import openai
 import pytest
 
@@ -134,6 +136,35 @@ def test_prompt_plus_max_tokens_over_the_context(api):
     )
     assert error["code"] == "context_length_exceeded"
     assert error["param"] == "max_completion_tokens"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "param"),
+    [
+        ([999999], "prompt[0]"),
+        ([1, 2, -1], "prompt[2]"),
+        ([[15339], [15339, 151936]], "prompt[1][1]"),
+    ],
+)
+def test_token_prompts_outside_the_vocabulary_fail_alone(api, prompt, param):
+    # Once, such a prompt failed llama_decode for its whole batch: every stream decoding
+    # beside it ended with a 500. Now it is a 400, and the stream beside it is untouched.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        beside = pool.submit(
+            api.stream_complete,
+            "def fib(n):",
+            max_tokens=48,
+            ignore_eos=True,
+            stream_options={"include_usage": True},
+        )
+        api.wait_running(lambda running: running >= 1, timeout=60)
+        error = api.error("/v1/completions", {"model": "gpt-4o", "prompt": prompt}, 400)
+        assert error["param"] == param, error
+        assert error["type"] == "invalid_request_error"
+        result = beside.result(timeout=180)
+    assert result.choices[0].finish_reason == "length"  # no in-band error (sse.read checks)
+    assert result.usage is not None and result.usage["completion_tokens"] == 48
+    assert api.complete([15339, 11], max_tokens=2)["choices"][0]["finish_reason"] == "length"
 
 
 def test_errors_reach_the_openai_sdk_as_its_exception_types(server):

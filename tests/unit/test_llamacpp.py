@@ -162,3 +162,22 @@ def test_batches_that_do_not_fit_are_refused(clean: LlamaRunner) -> None:
         decode(clean, [(1, i, 0, False) for i in range(33)])
     with pytest.raises(EngineError):
         clean.decode(*(np.empty(0, np.int32),) * 3, np.empty(0, np.int8))
+
+
+def test_a_batch_with_a_bad_token_fails_whole_and_the_others_decode_again(
+    clean: LlamaRunner,
+) -> None:
+    # What the scheduler's isolation relies on: one bad row fails llama_decode for the whole
+    # batch, and after removing the batch's positions a good sequence continues exactly.
+    ids = clean.tokenizer.encode("def add(a, b):\n    return")
+    decode(clean, prompt_rows(ids[:-1], 0))
+    reference = decode(clean, [(ids[-1], len(ids) - 1, 0, True)])[0]  # the same batch shapes
+    clean.seq_remove(0)
+    decode(clean, prompt_rows(ids[:-1], 0))
+    with pytest.raises(EngineError):
+        decode(clean, [(ids[-1], len(ids) - 1, 0, True), (clean.n_vocab + 7, 0, 1, True)])
+    clean.seq_remove(0, len(ids) - 1, -1)
+    clean.seq_remove(1)
+    again = decode(clean, [(ids[-1], len(ids) - 1, 0, True)])[0]
+    assert int(np.argmax(again)) == int(np.argmax(reference))
+    np.testing.assert_allclose(again, reference, atol=1e-3)

@@ -260,10 +260,11 @@ def test_a_failed_step_fails_its_requests_and_frees_their_slots() -> None:
     a = h.submit("one", max_tokens=5)
     b = h.submit("two", max_tokens=5)
     h.step()
-    h.runner.fail_next_decode = RuntimeError("device lost")
+    h.runner.broken = RuntimeError("device lost")
     h.step()
     assert isinstance(a.error, EngineError) and isinstance(b.error, EngineError)
     assert h.runner.kv == {0: [], 1: []}
+    h.runner.broken = None
     c = h.submit("three", max_tokens=2)
     h.run()
     assert_greedy(h, c, "three", 2)
@@ -345,3 +346,59 @@ def test_a_seeded_request_recomputes_its_prompt_instead_of_reusing_cached_kv() -
     assert first.events[0].cached_tokens == 0
     assert again.events[0].cached_tokens == len(encode(prompt)) - 1
     assert seeded.events[0].cached_tokens == 0
+
+
+def test_a_batch_that_fails_once_is_retried_and_every_request_finishes() -> None:
+    h = SchedulerHarness(max_seqs=2)
+    a = h.submit("one", max_tokens=5)
+    b = h.submit("two", max_tokens=5)
+    h.step()
+    h.runner.fail_next_decode = RuntimeError("transient")
+    h.run()
+    assert_greedy(h, a, "one", 5)
+    assert_greedy(h, b, "two", 5)
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_request_that_breaks_the_decode_fails_alone(late: bool) -> None:
+    h = SchedulerHarness(max_seqs=3)
+    h.runner.poison = frozenset({ord("!")})
+    a = h.submit("first prompt", max_tokens=8)
+    if late:  # the others are mid-decode when the bad prompt's prefill joins their batch
+        h.step()
+        h.step()
+    bad = h.submit("bad!", max_tokens=8)
+    c = h.submit("third", max_tokens=8)
+    h.run()
+    assert isinstance(bad.error, EngineError) and bad.events == []
+    assert_greedy(h, a, "first prompt", 8)
+    assert_greedy(h, c, "third", 8)
+    assert h.runner.kv[h.slot_of(a)] == encode("first prompt") + a.token_ids()[:-1]
+    stats = h.scheduler.stats()
+    assert (stats.running, stats.waiting) == (0, 0)
+
+
+def test_a_request_whose_sampling_fails_fails_alone() -> None:
+    h = SchedulerHarness(max_seqs=2)
+    good = h.submit("steady", max_tokens=6)
+    bad = h.submit("flaky", max_tokens=6, temperature=1.0)
+    assert bad.active is not None
+
+    def explode(*_: object) -> int:
+        raise ValueError("a logits processor failed")
+
+    h.step()
+    bad.active.sequences[0].choice.sampler.choose = explode  # type: ignore[method-assign]
+    h.run()
+    assert isinstance(bad.error, EngineError) and "logits processor" in str(bad.error)
+    assert_greedy(h, good, "steady", 6)
+
+
+@pytest.mark.parametrize("token", [-5, 260, 999_999])
+def test_a_prompt_token_outside_the_vocabulary_is_refused_at_submit(token: int) -> None:
+    h = SchedulerHarness()
+    with pytest.raises(InvalidRequestError) as refused:
+        h.submit([104, 105, token], max_tokens=2)
+    assert refused.value.param == "messages"
+    assert "position 2" in refused.value.message
+    assert h.scheduler.stats().waiting == 0

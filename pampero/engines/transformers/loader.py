@@ -133,7 +133,7 @@ def _processor(path: Path, config: Any, tokenizer: Any) -> Any:
         loaded = None
     if loaded is not None and getattr(loaded, "image_processor", None) is not None:
         return loaded
-    image_processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+    image_processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call,unused-ignore]
         path, local_files_only=True
     )
     processor_class = _images_only(_processor_class(config))
