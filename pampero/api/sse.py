@@ -69,9 +69,11 @@ class EventStreamResponse:
         try:
             await self._serve(receive, send)
         finally:
-            # Also when the stream task never started (the client left at once): the body
-            # owns engine requests, and only closing it aborts them.
+            # Also when the stream task never started (the client left at once): the chunks
+            # own engine requests, and only closing them aborts them. Closing the encoder
+            # alone would not reach them if it never ran.
             await _close(self.body)
+            await _close(self.chunks)
 
     async def _serve(self, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:

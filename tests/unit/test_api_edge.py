@@ -175,3 +175,46 @@ def test_past_the_deadline_the_callbacks_end_what_runs() -> None:
 
     assert asyncio.run(ticks()) == [False, False, False]
     assert ended == [True]  # once
+
+
+# -- an SSE response whose client left before the first byte ---------------------------------------
+
+
+class _Owned:
+    """A chunk stream that owns something (engine requests): only ``aclose`` releases it."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __aiter__(self) -> _Owned:
+        return self
+
+    async def __anext__(self) -> dict[str, object]:
+        await asyncio.sleep(3600)  # never produces: the client leaves first
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_an_event_stream_whose_client_left_at_once_closes_its_chunks() -> None:
+    from pampero.api.sse import EventStreamResponse
+
+    chunks = _Owned()
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        await asyncio.sleep(3600)  # the failed write, not this, notices the client left
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+        raise ConnectionResetError("the client is gone")  # before the first chunk
+
+    async def go() -> None:
+        response = EventStreamResponse(chunks)
+        await asyncio.wait_for(response({"type": "http"}, receive, send), timeout=30)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    assert [m["type"] for m in sent] == ["http.response.start"]
+    assert chunks.closed

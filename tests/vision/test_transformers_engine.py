@@ -311,6 +311,26 @@ def test_a_full_queue_is_overloaded(loop: LoopThread, tiny_vlm: TinyVLM) -> None
         loop.run(busy.stop())
 
 
+def test_a_batch_is_queued_whole_or_not_at_all(loop: LoopThread, tiny_vlm: TinyVLM) -> None:
+    busy = start(loop, tiny_vlm.hf_dir, max_queue=1, n_ctx=512)
+    try:
+
+        async def go() -> None:
+            with pytest.raises(InvalidRequestError) as never:  # more than 1 running + 1 queued
+                busy.generate_batch([request(busy, "Hi", max_tokens=2) for _ in range(3)])
+            assert never.value.param == "prompt"
+            stream = busy.generate(request(busy, "Go", max_tokens=300, ignore_eos=True))
+            await stream.__anext__()
+            with pytest.raises(Overloaded):  # one would fit in the queue, two do not
+                busy.generate_batch([request(busy, "Hi", max_tokens=2) for _ in range(2)])
+            assert busy.stats().waiting == 0
+            await stream.aclose()  # type: ignore[attr-defined]
+
+        loop.run(go())
+    finally:
+        loop.run(busy.stop())
+
+
 # -- a text-only model ----------------------------------------------------------------------------
 
 
