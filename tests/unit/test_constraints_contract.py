@@ -668,3 +668,55 @@ def test_guidance_enforces_the_formats_it_knows_and_passes_over_the_others(
     value = json.loads(walker.walk(compiled, '{"day": "not a date"}'))
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     jsonschema.Draft202012Validator(schema, format_checker=checker).validate(value)
+
+
+# Regexes beyond the regular core: each backend enforces them exactly (Python's own fullmatch
+# holds for every walk) or refuses them before compiling, naming the feature and the field.
+# lm-format-enforcer used to take "(?=q)q", ignore the lookahead and spend a minute per mask.
+BEYOND_REGULAR = {
+    "(?=q)q": "lookaround",
+    "(?!b)[ab]c": "lookaround",
+    "(?<=a)b": "lookaround",
+    r"(a)\1": "backreference",
+    "(a)?(?(1)b|c)": "conditional group",
+    r"\bab": "word boundary",
+    "a$b": "anchor inside the pattern",
+    "a++a": "possessive",
+    "(?>a+)a": "atomic group",
+    "(?i)ab": "(?i)",
+    "^ab$": "anchor at the start or end",
+}
+
+
+@pytest.mark.parametrize("pattern", list(BEYOND_REGULAR))
+def test_regex_features_are_enforced_or_refused_before_compiling(
+    backend: str,
+    pattern: str,
+    registry: BackendRegistry,
+    vocabulary: ConstraintVocabulary,
+    walker: Walker,
+) -> None:
+    spec = ConstraintSpec(kind="regex", value=pattern, param="guided_regex", backend=backend)
+    try:
+        registry.candidates(spec)
+    except UnsupportedParameter as exc:
+        assert exc.param == "guided_regex"
+        assert BEYOND_REGULAR[pattern] in exc.message, exc.message
+        return
+    compiled = compile_in_process(registry.backend(backend), spec, vocabulary)
+    rng = random.Random(7)
+    for _ in range(5):
+        text = walker.walk(compiled, rng=rng, random_steps=20, max_steps=40)
+        assert re.fullmatch(pattern, text), (backend, pattern, text)
+
+
+@pytest.mark.parametrize("pattern", ["^(?!tmp).*$", r"^(\w)\1$"])
+def test_a_schema_pattern_beyond_the_regular_core_is_refused_by_every_backend(
+    pattern: str, registry: BackendRegistry
+) -> None:
+    spec = _schema({"type": "string", "pattern": pattern})
+    with pytest.raises(UnsupportedParameter) as info:
+        registry.candidates(spec)
+    assert info.value.param == "guided_json"
+    for name in registry.available():
+        assert name in info.value.message

@@ -26,8 +26,10 @@ from pampero.constraints.backends._common import (
     PerVocabulary,
     compile_refusal,
     library,
+    unenforced_features,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.regex_features import EDGE_ANCHOR, FLAG_IGNORECASE
 from pampero.constraints.schema_close import closed
 from pampero.constraints.schema_intersect import resolve_intersections
 from pampero.constraints.schema_rewrite import rewrite_spec, without_formats
@@ -35,6 +37,10 @@ from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
 from pampero.errors import InvalidRequestError
 
+# Regex features beyond the regular core that llguidance enforces as Python does. It refuses
+# lookaround, backreferences, word boundaries, inner anchors and atomic groups itself, but
+# reads a possessive ``a++`` as ``(a+)+``, so pampero refuses that before it compiles.
+REGEX = frozenset({EDGE_ANCHOR, FLAG_IGNORECASE})
 _MAX_PIECE = 64  # longest token the greedy tokenizer tries
 _UNKNOWN_FORMAT = re.compile(r"Unknown format: ([^\s,;]+)")
 _CIRCULAR = "circular references with sibling keys"
@@ -108,7 +114,7 @@ class GuidanceBackend:
         self._vocab = PerVocabulary(_adapt)
 
     def unsupported(self, spec: ConstraintSpec) -> str | None:
-        return None
+        return unenforced_features(spec, self.name, regex=REGEX)
 
     def prepare(self, vocabulary: ConstraintVocabulary) -> None:
         self._vocab.get(vocabulary)

@@ -33,13 +33,19 @@ from pampero.constraints.backends._common import (
     compile_refusal,
     library,
     refuse_unenforced,
+    unenforced_features,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.regex_features import FLAG_IGNORECASE
 from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # What lm-format-enforcer's JSON parser enforces; a schema using anything else is refused
 # rather than silently loosened.
 ENFORCED = CORE_KEYWORDS
+# Regex features beyond the regular core that lm-format-enforcer (interegular) enforces. It
+# parses a lookahead and then does not enforce it (and builds an automaton whose masks take
+# minutes), and reads a possessive ``a++`` as ``(a+)+``: those are refused before it sees them.
+REGEX = frozenset({FLAG_IGNORECASE})
 
 # lm-format-enforcer lets tokens holding control characters into JSON strings raw (invalid
 # JSON), so such tokens (newlines and tabs included) are left out.
@@ -92,7 +98,7 @@ class FormatEnforcerBackend:
             return "lm-format-enforcer takes no grammars; use xgrammar or guidance"
         if spec.whitespace_pattern is not None:
             return "lm-format-enforcer takes no whitespace pattern (guidance and outlines do)"
-        return None
+        return unenforced_features(spec, self.name, regex=REGEX, enforced=ENFORCED)
 
     def prepare(self, vocabulary: ConstraintVocabulary) -> None:
         self._vocab.get(vocabulary)
