@@ -74,7 +74,10 @@ def regex_features(pattern: str) -> frozenset[str]:
         return frozenset()
     found: set[str] = set()
     _flags(parsed.state.flags, found)
-    _walk(list(parsed), True, True, found)
+    try:
+        _walk(list(parsed), True, True, found)
+    except RecursionError:  # nested past any limit: validation refuses it
+        return frozenset()
     return frozenset(found)
 
 

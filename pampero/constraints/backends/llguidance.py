@@ -26,6 +26,7 @@ from pampero.constraints.backends._common import (
     PerVocabulary,
     compile_refusal,
     library,
+    library_message,
     unenforced_features,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
@@ -35,7 +36,7 @@ from pampero.constraints.schema_intersect import resolve_intersections
 from pampero.constraints.schema_rewrite import rewrite_spec, without_formats
 from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
-from pampero.errors import InvalidRequestError
+from pampero.errors import InvalidRequestError, UnsupportedParameter
 
 # Regex features beyond the regular core that llguidance enforces as Python does. It refuses
 # lookaround, backreferences, word boundaries, inner anchors and atomic groups itself, but
@@ -241,7 +242,20 @@ class _Matcher(MaskedMatcher):
 
     def _raw_allowed(self) -> tuple[BoolMask, bool]:
         self._fill(self._matcher, self._bits.words)
+        self._check()
         return self._bits.unpack(), bool(self._matcher.is_accepting())
 
     def _advance(self, token_id: int) -> bool:
-        return bool(self._matcher.consume_token(token_id)) and not self._matcher.is_error()
+        consumed = bool(self._matcher.consume_token(token_id))
+        self._check()
+        return consumed
+
+    def _check(self) -> None:
+        """llguidance stops a matcher whose lexer or parser outgrows its limits mid-output
+        (``(a|a)*((a{1,20}){1,20}){1,20}`` does, a few tokens in): raise, so the sequence
+        ends with an error instead of the truncated output passing for a complete one."""
+        if self._matcher.is_error():
+            raise UnsupportedParameter(
+                "guidance gave up on this constraint mid-output: "
+                + library_message(Exception(self._matcher.get_error()))
+            )

@@ -4,8 +4,9 @@ grammars, no whitespace pattern.
 lm-format-enforcer works character by character in Python: its per-vocabulary prefix tree takes
 ~1.5 s to build (once per process) and masks cost milliseconds. Its parsers are plain Python
 objects built lazily as text is generated, so there is no compiled artifact worth sending: the
-worker builds the parser and the first mask to prove the spec finishes within the deadline, and
-the serving process builds them again (bounded by what the worker proved). One ``TokenEnforcer``
+worker builds the parser (which checks the spec) and its first masks (the mask probe, which
+proves them within the deadline and the per-token budget), and the serving process builds the
+parser and first mask again. One ``TokenEnforcer``
 per compiled spec caches masks by parser state and is shared by that spec's sequences; each
 matcher keeps its own parser state.
 
@@ -104,7 +105,12 @@ class FormatEnforcerBackend:
         self._vocab.get(vocabulary)
 
     def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> None:
-        self.load(None, spec, vocabulary)
+        lmfe = library("lmformatenforcer")
+        refuse_unenforced(spec, self.name, ENFORCED)
+        try:
+            _PARSERS[spec.kind](lmfe, spec)
+        except Exception as exc:  # interegular's and pydantic's errors share no base class
+            raise compile_refusal(self.name, spec, exc) from None
 
     def load(self, artifact: Any, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> Any:
         lmfe = library("lmformatenforcer")
