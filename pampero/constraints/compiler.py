@@ -88,14 +88,26 @@ def _refusal(exc: InvalidRequestError, spec: ConstraintSpec) -> _Outcome:
 
 class _Budget:
     """The compile time a ``compile`` call has left, shared by the backends ``auto`` tries:
-    CPU seconds of the worker, and a wall-clock backstop."""
+    CPU seconds of the worker, and a wall-clock backstop. Only compiling and probing count;
+    waiting for a worker and adapting a vocabulary (``prepare``) do not."""
 
     def __init__(self, cpu_seconds: float, wall_seconds: float) -> None:
         self.left = cpu_seconds
-        self.until = time.monotonic() + wall_seconds
+        self.wall = wall_seconds
 
     def wall_left(self) -> float:
-        return self.until - time.monotonic()
+        return self.wall
+
+    async def spend(self, worker: CompileWorker, call: Any) -> Any:
+        """Await ``call`` (a worker call on the executor), charging the CPU time the worker
+        reports and the wall time it took."""
+        worker.last_cpu = 0.0
+        started = time.monotonic()
+        try:
+            return await call
+        finally:
+            self.left -= worker.last_cpu
+            self.wall -= time.monotonic() - started
 
 
 class ConstraintCompiler:
@@ -273,13 +285,12 @@ class ConstraintCompiler:
             await loop.run_in_executor(self._executor, worker.prepare, name, _PREPARE_TIMEOUT)
             if budget.left <= 0 or budget.wall_left() <= 0:  # earlier backends used it all
                 raise WorkerOverran(cpu=budget.left <= 0)
-            worker.last_cpu = 0.0
-            try:
-                artifact = await loop.run_in_executor(
+            artifact = await budget.spend(
+                worker,
+                loop.run_in_executor(
                     self._executor, worker.compile, name, spec, budget.left, budget.wall_left()
-                )
-            finally:
-                budget.left -= worker.last_cpu
+                ),
+            )
             if self.mask_budget is not None:
                 await self._probe(worker, name, spec, budget)
             return artifact
@@ -313,10 +324,12 @@ class ConstraintCompiler:
         limit = min(budget.left, PROBE_CPU)
         if limit <= 0:
             raise WorkerOverran(cpu=True)
-        worker.last_cpu = 0.0
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, worker.probe, name, spec, limit, budget.wall_left()
+            await budget.spend(
+                worker,
+                asyncio.get_running_loop().run_in_executor(
+                    self._executor, worker.probe, name, spec, limit, budget.wall_left()
+                ),
             )
         except WorkerOverran as exc:
             if not exc.cpu or limit < PROBE_CPU:
@@ -327,8 +340,6 @@ class ConstraintCompiler:
                 "CPU time each, too much to serve beside other requests",
                 param=spec.param,
             ) from None
-        finally:
-            budget.left -= worker.last_cpu
 
     # -- workers --------------------------------------------------------------------------------
 

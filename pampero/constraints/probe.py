@@ -6,10 +6,11 @@ that outgrows its limits a few tokens in. On the decode thread that time is take
 sequence in the batch. So after compiling, the worker walks the constraint for a few tokens,
 the way a sequence would (mask, then advance on an allowed token): once always taking the
 longest allowed token (the quickest way deep into a pattern), then at random (seeded, so the
-same spec gets the same walk). Each token's CPU time is judged by the ``MaskBudget`` the
-decode thread applies (``pampero.sampling.constraint``); a constraint over it, or whose
-matcher fails on the way, is refused with ``UnsupportedParameter``, so ``auto`` moves on to
-the next backend.
+same spec gets the same walk). A constraint whose tokens cost more CPU time than its
+``MaskBudget`` allows (the median past ``typical``, or one token past ``probe_ceiling``), or
+whose matcher fails on the way, is refused with ``UnsupportedParameter``, so ``auto`` moves
+on to the next backend. The decode thread then holds each sequence to the same budget
+(``pampero.sampling.constraint``).
 
 Example::
 
@@ -20,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from typing import Any
 
@@ -89,18 +91,20 @@ def _walk(
             raise UnsupportedParameter(f"the matcher refused token {token}, which it allowed")
         done = matcher.is_terminated()
         costs.append(time.thread_time() - started)
-        if costs[-1] > budget.ceiling or done:
+        if costs[-1] > budget.probe_ceiling or done:
             return
 
 
 def _judge(name: str, spec: ConstraintSpec, costs: list[float], budget: MaskBudget) -> None:
-    worst = max(costs, default=0.0)
-    over = sum(cost > budget.typical for cost in costs)
-    if worst > budget.ceiling or budget.over(over, len(costs)):
+    if not costs:
+        return
+    worst, median = max(costs), statistics.median(costs)
+    if worst > budget.probe_ceiling or median > budget.typical:
         raise UnsupportedParameter(
             f"{name}'s token masks for this constraint cost too much CPU time to serve beside "
-            f"other requests ({worst * 1000:.0f} ms for the slowest of its first "
-            f"{len(costs)} tokens, {over} past the typical budget; the budget is "
-            f"{budget.describe()})",
+            f"other requests (over its first {len(costs)} tokens: {median * 1000:.1f} ms at "
+            f"the median, {worst * 1000:.0f} ms at most; the budget is "
+            f"{budget.typical * 1000:g} ms at the median, {budget.probe_ceiling * 1000:g} ms "
+            "at most)",
             param=spec.param,
         )

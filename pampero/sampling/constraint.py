@@ -15,11 +15,12 @@ A plain constraint holds from the first generated token to its end. A source may
 - ``param``: the request field the constraint came from, for errors.
 
 The decode thread works for every sequence in the batch, so one sequence's constraint must not
-hold it: the CPU time its matcher takes per token (mask, advance) is measured, and a constraint
-that goes over its ``MaskBudget`` (one token past the ceiling, or too many past the typical
-cost), or whose matcher fails, ends its own sequence with an error
-(``Progress.FAILED``, ``ConstraintState.failure``); the batch goes on. The compiler refuses
-most such constraints before they get here, by timing the first masks in its worker
+hold it: the CPU time its matcher takes per token (mask, advance) is measured against its
+``MaskBudget``, a token bucket (each token earns ``typical``, the bucket holds at most
+``burst``, the costs are paid from it). A constraint that empties it, or whose matcher fails,
+ends its own sequence with an error (``Progress.FAILED``, ``ConstraintState.failure``); the
+batch goes on. A mask cannot be stopped halfway, so the compiler refuses most such
+constraints before they get here, by timing the first masks in its worker
 (``pampero.constraints.probe``).
 """
 
@@ -44,21 +45,21 @@ class Progress(enum.Enum):
 
 @dataclass(frozen=True)
 class MaskBudget:
-    """The CPU time (of the thread that decodes, so a busy machine does not count against it)
-    a constraint's matcher may take per token: its mask plus its advance."""
+    """The CPU time (of the thread that does the work, so a busy machine does not count
+    against it) a constraint's matcher may take per token: its mask plus its advance.
 
-    typical: float = 0.010  # seconds most tokens stay within (p90)
-    ceiling: float = 0.100  # seconds no token may take
-    grace: int = 2  # tokens past ``typical`` allowed before the p90 is judged
+    On the decode thread: on average ``typical`` per token, with bursts (a new parser state
+    whose mask is computed for the first time) of up to ``burst`` in all. When compiling (the
+    probe): a median within ``typical`` and no token past ``probe_ceiling``."""
 
-    def over(self, costs_over_typical: int, tokens: int) -> bool:
-        """Too many of ``tokens`` cost more than ``typical``."""
-        return costs_over_typical > self.grace + tokens // 10
+    typical: float = 0.010
+    burst: float = 1.0
+    probe_ceiling: float = 0.250
 
     def describe(self) -> str:
         return (
-            f"{self.typical * 1000:g} ms per token for 9 tokens in 10, "
-            f"{self.ceiling * 1000:g} ms for any"
+            f"{self.typical * 1000:g} ms per token on average, with bursts of up to "
+            f"{self.burst:g} s"
         )
 
 
@@ -94,7 +95,8 @@ class ConstraintState:
         self.param: str | None = getattr(source, "param", None)
         self.failure: PamperoError | None = None
         self._tokens = 0  # tokens the matcher worked for
-        self._over = 0  # of which, past ``budget.typical``
+        self._spent = 0.0  # CPU seconds they cost
+        self._balance = self.budget.burst if self.budget is not None else 0.0
         self._cost = 0.0  # CPU seconds spent on the current token so far
         armed = bool(getattr(source, "armed_at_start", True))
         self.matcher: ConstraintMatcher | None = source.new_matcher() if armed else None
@@ -116,8 +118,8 @@ class ConstraintState:
             mask.fill(False)
             return True
         self._cost = time.thread_time() - started
-        if self._cost > self._ceiling():
-            self._over_budget(self._cost)
+        if self.budget is not None and self._cost > self._balance + self.budget.typical:
+            self._over_budget(self._cost, self._spent + self._cost, self._tokens + 1)
             mask.fill(False)
             return True
         if self._first and self.escapes:
@@ -153,31 +155,28 @@ class ConstraintState:
             return Progress.CONTINUE
         return Progress.COMPLETE
 
-    def _ceiling(self) -> float:
-        return self.budget.ceiling if self.budget is not None else float("inf")
-
     def _charge(self, cost: float) -> bool:
-        """Count one token's cost against the budget; True if that ends the constraint."""
+        """Pay one token's cost from the bucket; True if that ends the constraint."""
         self._cost = 0.0
         budget = self.budget
         if budget is None:
             return False
         self._tokens += 1
-        self._over += cost > budget.typical
-        if cost > budget.ceiling or budget.over(self._over, self._tokens):
-            self._over_budget(cost)
+        self._spent += cost
+        self._balance = min(budget.burst, self._balance + budget.typical) - cost
+        if self._balance < 0:
+            self._over_budget(cost, self._spent, self._tokens)
             return True
         return False
 
-    def _over_budget(self, cost: float) -> None:
+    def _over_budget(self, cost: float, spent: float, tokens: int) -> None:
         budget = self.budget
         assert budget is not None
         self._fail(
             UnsupportedParameter(
                 f"the constraint's token masks cost too much CPU time to serve beside other "
-                f"requests ({cost * 1000:.0f} ms for one token, {self._over} of "
-                f"{self._tokens} tokens past the typical budget; the budget is "
-                f"{budget.describe()}); simplify it or choose another "
+                f"requests ({cost * 1000:.0f} ms for the last token, {spent * 1000:.0f} ms for "
+                f"{tokens}; the budget is {budget.describe()}); simplify it or choose another "
                 "guided_decoding_backend",
             )
         )
