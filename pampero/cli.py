@@ -104,7 +104,10 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "--constraint-deadline": (
         "constraint_deadline",
-        {"type": float, "help": "seconds a structured-output constraint may take to compile"},
+        {
+            "type": float,
+            "help": "CPU seconds a structured-output constraint may take to compile",
+        },
     ),
     "--media-allow": (
         "media_allow",

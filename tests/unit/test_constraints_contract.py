@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -720,3 +721,29 @@ def test_a_schema_pattern_beyond_the_regular_core_is_refused_by_every_backend(
     assert info.value.param == "guided_json"
     for name in registry.available():
         assert name in info.value.message
+
+
+def test_a_costly_lm_format_enforcer_mask_is_stopped_at_its_cpu_limit(
+    registry: BackendRegistry, vocabulary: ConstraintVocabulary
+) -> None:
+    # The registry refuses a lookahead for every backend (above); given one anyway,
+    # lm-format-enforcer's automaton for it took a minute per mask. Now a mask gives up at its
+    # CPU limit with a 400 instead of holding the thread that decodes for every request.
+    from pampero.constraints.backends.lmfe import MASK_CPU_LIMIT
+
+    if "lm-format-enforcer" not in registry.available():
+        pytest.skip("lm-format-enforcer is not installed")
+    backend = registry.backend("lm-format-enforcer")
+    spec = ConstraintSpec(kind="regex", value="(?=q)q", param="guided_regex")
+    rng = random.Random(0)
+    mask = np.zeros(vocabulary.size, dtype=np.bool_)
+    with pytest.raises(UnsupportedParameter) as info:
+        started = time.thread_time()
+        matcher = compile_in_process(backend, spec, vocabulary).new_matcher()
+        for _ in range(40):  # its masks took 0.1 s to a minute each
+            started = time.thread_time()
+            matcher.fill_allowed(mask)
+            text = [t for t in np.flatnonzero(mask) if t not in vocabulary.eos_ids]
+            matcher.accept(int(rng.choice(text)))
+    assert time.thread_time() - started < MASK_CPU_LIMIT + 0.5  # the mask that gave up
+    assert "CPU time" in info.value.message
