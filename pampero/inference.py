@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from pampero.errors import PamperoError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -189,6 +191,7 @@ class SequenceDelta:
     logprobs: list[TokenLogprob] | None = None
     finish_reason: FinishReason | None = None
     stop_reason: str | int | None = None
+    error: PamperoError | None = None  # the choice failed (its text is not an answer)
 
 
 @dataclass

@@ -195,7 +195,9 @@ class Settings(BaseSettings):
     )
     template_timeout: float = Field(default=2.0, gt=0, description="Chat template render budget.")
     constraint_deadline: float = Field(
-        default=5.0, gt=0, description="Seconds a structured-output constraint may take to compile."
+        default=5.0,
+        gt=0,
+        description="CPU seconds a structured-output constraint may take to compile.",
     )
     media_allow: list[str] = Field(
         default_factory=list,

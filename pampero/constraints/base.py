@@ -34,6 +34,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from pampero.sampling.constraint import MaskBudget
+
 ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "grammar"]
 
 
@@ -129,6 +131,11 @@ class CompiledConstraint:
     size_bytes: int
     compiled: Any
     owner: ConstraintBackend
+    mask_budget: MaskBudget | None = None  # what each token may cost on the decode thread
+
+    @property
+    def param(self) -> str:
+        return self.spec.param
 
     def new_matcher(self) -> Matcher:
         return self.owner.matcher(self.compiled)

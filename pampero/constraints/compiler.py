@@ -1,10 +1,15 @@
 """Compile constraint specs for one model: in killable workers, under a deadline, cached.
 
-``compile`` never blocks the event loop. For each backend ``auto`` tries (or the one named), the
-spec is validated and compiled in a worker process under what is left of the deadline; the
-artifact is loaded in the serving process on a thread, and the result is cached. On the deadline
-the worker is killed, a fresh one is started in the background, and the caller gets a 400. A
-worker that crashes (a native stack overflow on a deeply nested spec) is also a 400.
+``compile`` never blocks the event loop. The backends that can express the spec are chosen
+without compiling (``ConstraintBackend.unsupported``: kinds, keywords, regex features), so a
+spec none can express is a 400 at once. For each backend ``auto`` then tries (or the one named),
+the spec is validated, compiled and its first tokens timed against the decode thread's
+``MaskBudget`` in a worker process, under what is left of the deadline; the artifact is loaded
+in the serving process on a thread, and the result is cached. The deadline is CPU time of the
+worker (a busy machine does not make a compile fail), with a wall-clock backstop
+(``backstop`` × the deadline) past which the caller gets a 429 to retry. On either the worker
+is killed, a fresh one is started in the background, and a CPU overrun is a 400. A worker that
+crashes (a native stack overflow on a deeply nested spec) is also a 400.
 
 What crosses from the worker, per backend: xgrammar, its serialised compiled grammar; outlines,
 the pickled token automaton; guidance, the grammar text (it compiles lazily, so the worker
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +47,7 @@ from pampero.constraints.base import (
     ConstraintVocabulary,
 )
 from pampero.constraints.cache import BoundedLRU
+from pampero.constraints.probe import probe
 from pampero.constraints.registry import BackendRegistry
 from pampero.constraints.schema_rewrite import rewrite_spec
 from pampero.constraints.validation import DEFAULT_LIMITS, Limits, validate
@@ -50,9 +57,12 @@ from pampero.constraints.worker import (
     WorkerOverran,
     start_method_context,
 )
-from pampero.errors import EngineError, InvalidRequestError, UnsupportedParameter
+from pampero.errors import EngineError, InvalidRequestError, Overloaded, UnsupportedParameter
+from pampero.sampling.constraint import MaskBudget
 
 _PREPARE_TIMEOUT = 180.0  # importing a library and adapting a vocabulary, outside the deadline
+BACKSTOP = 6.0  # the wall-clock bound on one compile call, in deadlines
+PROBE_CPU = 1.0  # CPU seconds the mask probe may take: a mask that long is over any budget
 _ERROR_BYTES = 256
 
 
@@ -77,10 +87,27 @@ def _refusal(exc: InvalidRequestError, spec: ConstraintSpec) -> _Outcome:
 
 
 class _Budget:
-    """The compile time a ``compile`` call has left, shared by the backends ``auto`` tries."""
+    """The compile time a ``compile`` call has left, shared by the backends ``auto`` tries:
+    CPU seconds of the worker, and a wall-clock backstop. Only compiling and probing count;
+    waiting for a worker and adapting a vocabulary (``prepare``) do not."""
 
-    def __init__(self, seconds: float) -> None:
-        self.left = seconds
+    def __init__(self, cpu_seconds: float, wall_seconds: float) -> None:
+        self.left = cpu_seconds
+        self.wall = wall_seconds
+
+    def wall_left(self) -> float:
+        return self.wall
+
+    async def spend(self, worker: CompileWorker, call: Any) -> Any:
+        """Await ``call`` (a worker call on the executor), charging the CPU time the worker
+        reports and the wall time it took."""
+        worker.last_cpu = 0.0
+        started = time.monotonic()
+        try:
+            return await call
+        finally:
+            self.left -= worker.last_cpu
+            self.wall -= time.monotonic() - started
 
 
 class ConstraintCompiler:
@@ -96,11 +123,15 @@ class ConstraintCompiler:
         workers: int = 1,
         registry: BackendRegistry | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        mask_budget: MaskBudget | None = MaskBudget(),  # noqa: B008 - frozen, shared
+        backstop: float = BACKSTOP,
     ) -> None:
-        if deadline <= 0 or workers < 1:
+        if deadline <= 0 or workers < 1 or backstop < 1:
             raise ValueError("a compiler needs a positive deadline and at least one worker")
         self.vocabulary = vocabulary
         self.deadline = deadline
+        self.backstop = backstop
+        self.mask_budget = mask_budget
         self.registry = registry if registry is not None else BackendRegistry()
         self.limits = limits
         self.cache: BoundedLRU[tuple[Any, ...], _Outcome] = BoundedLRU(
@@ -124,7 +155,7 @@ class ConstraintCompiler:
             raise EngineError("the constraint compiler is closed")
         spec = rewrite_spec(spec)
         names = self.registry.candidates(spec)
-        budget = _Budget(self.deadline)
+        budget = _Budget(self.deadline, self.deadline * self.backstop)
         refusals: list[UnsupportedParameter] = []
         for name in names:
             try:
@@ -242,27 +273,38 @@ class ConstraintCompiler:
         except InvalidRequestError as exc:
             return _refusal(exc, spec), _ERROR_BYTES + len(exc.message)
         size = backend.footprint(compiled)
-        return _Outcome(CompiledConstraint(name, spec, size, compiled, backend)), size
+        compiled_constraint = CompiledConstraint(
+            name, spec, size, compiled, backend, mask_budget=self.mask_budget
+        )
+        return _Outcome(compiled_constraint), size
 
     async def _in_worker(self, name: str, spec: ConstraintSpec, budget: _Budget) -> Any:
         loop = asyncio.get_running_loop()
         worker = await self._acquire()
         try:
             await loop.run_in_executor(self._executor, worker.prepare, name, _PREPARE_TIMEOUT)
-            if budget.left <= 0:  # earlier backends of ``auto`` used it all
-                raise WorkerOverran()
-            started = time.monotonic()
-            try:
-                return await loop.run_in_executor(
-                    self._executor, worker.compile, name, spec, budget.left
-                )
-            finally:
-                budget.left -= time.monotonic() - started
-        except WorkerOverran:
+            if budget.left <= 0 or budget.wall_left() <= 0:  # earlier backends used it all
+                raise WorkerOverran(cpu=budget.left <= 0)
+            artifact = await budget.spend(
+                worker,
+                loop.run_in_executor(
+                    self._executor, worker.compile, name, spec, budget.left, budget.wall_left()
+                ),
+            )
+            if self.mask_budget is not None:
+                await self._probe(worker, name, spec, budget)
+            return artifact
+        except WorkerOverran as exc:
             if not worker.process.is_alive():
                 self._discard(worker)
+            if not exc.cpu:
+                raise Overloaded(
+                    "the server is too busy to compile this constraint now "
+                    f"({self.deadline * self.backstop:g} s passed); retry",
+                    retry_after=max(1, math.ceil(self.deadline)),
+                ) from None
             raise _Transient(
-                f"the constraint took longer than {self.deadline:g} s to compile"
+                f"the constraint took more than {self.deadline:g} s of CPU time to compile"
             ) from None
         except WorkerDied:
             self._discard(worker)
@@ -272,6 +314,32 @@ class ConstraintCompiler:
         finally:
             if worker in self._live:
                 self._release(worker)
+
+    async def _probe(
+        self, worker: CompileWorker, name: str, spec: ConstraintSpec, budget: _Budget
+    ) -> None:
+        """Time the constraint's first tokens in ``worker`` (which just compiled it). A probe
+        that runs out of its own CPU allowance found a mask over any budget: a refusal of this
+        backend (``auto`` moves on), unless the compile's deadline was what ran out."""
+        limit = min(budget.left, PROBE_CPU)
+        if limit <= 0:
+            raise WorkerOverran(cpu=True)
+        try:
+            await budget.spend(
+                worker,
+                asyncio.get_running_loop().run_in_executor(
+                    self._executor, worker.probe, name, spec, limit, budget.wall_left()
+                ),
+            )
+        except WorkerOverran as exc:
+            if not exc.cpu or limit < PROBE_CPU:
+                raise
+            self._discard(worker)
+            raise UnsupportedParameter(
+                f"{name}'s token masks for this constraint cost more than {PROBE_CPU:g} s of "
+                "CPU time each, too much to serve beside other requests",
+                param=spec.param,
+            ) from None
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -296,6 +364,7 @@ class ConstraintCompiler:
                 self.vocabulary,
                 self.registry.entries,
                 self.limits,
+                self.mask_budget,
             )
             self._live.add(worker)
         finally:
@@ -339,11 +408,22 @@ def compile_in_process(
     spec: ConstraintSpec,
     vocabulary: ConstraintVocabulary,
     limits: Limits = DEFAULT_LIMITS,
+    mask_budget: MaskBudget | None = None,
 ) -> CompiledConstraint:
-    """Validate, compile and load ``spec`` right here, with no deadline: for tests, benchmarks
-    and tools, never for requests."""
+    """Validate, compile and load ``spec`` right here, with no deadline (and with the mask
+    probe only given a ``mask_budget``): for tests, benchmarks and tools, never for
+    requests."""
     spec = rewrite_spec(spec)
     validate(spec, limits)
     artifact = backend.compile(spec, vocabulary)
     compiled = backend.load(artifact, spec, vocabulary)
-    return CompiledConstraint(backend.name, spec, backend.footprint(compiled), compiled, backend)
+    if mask_budget is not None:
+        probe(backend, compiled, spec, vocabulary, mask_budget)
+    return CompiledConstraint(
+        backend.name,
+        spec,
+        backend.footprint(compiled),
+        compiled,
+        backend,
+        mask_budget=mask_budget,
+    )

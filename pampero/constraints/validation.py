@@ -20,6 +20,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from pampero.constraints.base import ConstraintSpec
@@ -223,7 +224,10 @@ def ignored_keywords(schema_text: str, ignored: frozenset[str]) -> list[str]:
     return sorted(_keywords(schema_text) & ignored)
 
 
-def _keywords(schema_text: str) -> set[str]:
+@lru_cache(maxsize=256)
+def _keywords(schema_text: str) -> frozenset[str]:
+    """Every keyword (and pseudo-keyword) a schema uses; memoised, since each backend's
+    ``unsupported`` asks before any compile."""
     used: set[str] = set()
     stack: list[Any] = [json.loads(schema_text)]
     while stack:
@@ -250,7 +254,7 @@ def _keywords(schema_text: str) -> set[str]:
                 value, dict | list
             ):
                 stack.append(value)
-    return used
+    return frozenset(used)
 
 
 def _holds_boolean_schema(key: str, value: Any) -> bool:

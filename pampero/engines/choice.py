@@ -10,7 +10,9 @@ whether the choice is finished, with vLLM's rules:
   the string);
 - a completed constraint finishes it (``stop``);
 - ``max_tokens``, or the prompt plus the output filling the context, finishes it (``length``);
-- ``append(-1, ...)`` (the sampler found no allowed token) finishes it (``stop``).
+- ``append(-1, ...)`` (the sampler found no allowed token) finishes it (``stop``);
+- a constraint that fails (over its CPU budget, its library gave up) finishes it with
+  ``error`` set, which its last delta carries: the request fails, the batch goes on.
 
 ``delta()`` hands out what was produced since the last call. These are the batching scheduler's
 ``_append`` / ``_check_stops`` rules, minus its KV bookkeeping, so that engines outside the
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from pampero.errors import PamperoError
 from pampero.inference import SamplingParams, SequenceDelta, TokenLogprob
 from pampero.sampling.constraint import Progress
 from pampero.sampling.sampler import Sampler, logprobs_of
@@ -76,6 +79,7 @@ class ChoiceOutput:
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: str | int | None = None
+    error: PamperoError | None = None
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -113,11 +117,17 @@ class ChoiceOutput:
     def append(self, token: int, row: npt.NDArray[np.float32]) -> None:
         """Add one sampled token (``row``: the raw logits it was sampled from)."""
         params = self.params
+        constraint = self.sampler.constraint
+        if constraint is not None and constraint.failure is not None:
+            self.fail(constraint.failure)
+            return
         if token < 0:  # nothing was allowed: the constraint and the parameters contradict
             self.finish("stop")
             return
-        constraint = self.sampler.constraint
         progress = constraint.advance(token) if constraint is not None else Progress.CONTINUE
+        if progress is Progress.FAILED and constraint is not None and constraint.failure:
+            self.fail(constraint.failure)
+            return
         if params.logprobs is not None:
             self.pending_logprobs.append(logprobs_of(row, token, params.logprobs))
         self.output_ids.append(token)
@@ -155,6 +165,11 @@ class ChoiceOutput:
         self.finish_reason = reason
         self.stop_reason = stop_reason
 
+    def fail(self, error: PamperoError) -> None:
+        """End the choice with ``error`` (its output so far is not a valid answer)."""
+        self.error = error
+        self.finish("stop")
+
     def delta(self) -> SequenceDelta | None:
         """What this choice produced since the last delta, or None if nothing (always None
         after the delta that carried the finish reason)."""
@@ -171,6 +186,7 @@ class ChoiceOutput:
             logprobs=self.pending_logprobs if self.params.logprobs is not None else None,
             finish_reason=self.finish_reason if final else None,
             stop_reason=self.stop_reason if final else None,
+            error=self.error if final else None,
         )
         self.pending_ids = []
         self.pending_logprobs = []

@@ -10,24 +10,57 @@ A plain constraint holds from the first generated token to its end. A source may
 - ``escape_ids``: tokens allowed as the very first token of an armed constraint that disarm it
   until a trigger, e.g. ``<think>`` for a model that may or may not reason first;
 - ``rearm``: a completed constraint waits for the next trigger (several tool calls); without
-  it, completing the constraint completes the sequence.
+  it, completing the constraint completes the sequence;
+- ``mask_budget``: a ``MaskBudget``, the CPU time its matcher may take per token;
+- ``param``: the request field the constraint came from, for errors.
+
+The decode thread works for every sequence in the batch, so one sequence's constraint must not
+hold it: the CPU time its matcher takes per token (mask, advance) is measured against its
+``MaskBudget``, a token bucket (each token earns ``typical``, the bucket holds at most
+``burst``, the costs are paid from it). A constraint that empties it, or whose matcher fails,
+ends its own sequence with an error (``Progress.FAILED``, ``ConstraintState.failure``); the
+batch goes on. A mask cannot be stopped halfway, so the compiler refuses most such
+constraints before they get here, by timing the first masks in its worker
+(``pampero.constraints.probe``).
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from pampero.errors import EngineError
+from pampero.errors import EngineError, PamperoError, UnsupportedParameter
 from pampero.inference import ConstraintMatcher, ConstraintSource
 
 
 class Progress(enum.Enum):
     CONTINUE = "continue"
     COMPLETE = "complete"  # the constrained output is whole: the sequence ends here
+    FAILED = "failed"  # the constraint gave up (``ConstraintState.failure``): end with an error
+
+
+@dataclass(frozen=True)
+class MaskBudget:
+    """The CPU time (of the thread that does the work, so a busy machine does not count
+    against it) a constraint's matcher may take per token: its mask plus its advance.
+
+    On the decode thread: on average ``typical`` per token, with bursts (a new parser state
+    whose mask is computed for the first time) of up to ``burst`` in all. When compiling (the
+    probe): a median within ``typical`` and no token past ``probe_ceiling``."""
+
+    typical: float = 0.010
+    burst: float = 1.0
+    probe_ceiling: float = 0.250
+
+    def describe(self) -> str:
+        return (
+            f"{self.typical * 1000:g} ms per token on average, with bursts of up to "
+            f"{self.burst:g} s"
+        )
 
 
 @dataclass
@@ -43,6 +76,14 @@ class LazyConstraint:
     def new_matcher(self) -> ConstraintMatcher:
         return self.source.new_matcher()
 
+    @property
+    def mask_budget(self) -> MaskBudget | None:
+        return getattr(self.source, "mask_budget", None)
+
+    @property
+    def param(self) -> str | None:
+        return getattr(self.source, "param", None)
+
 
 class ConstraintState:
     def __init__(self, source: ConstraintSource) -> None:
@@ -50,20 +91,44 @@ class ConstraintState:
         self.triggers: frozenset[int] = getattr(source, "trigger_ids", frozenset())
         self.escapes: frozenset[int] = getattr(source, "escape_ids", frozenset())
         self.rearm: bool = bool(getattr(source, "rearm", False))
+        self.budget: MaskBudget | None = getattr(source, "mask_budget", None)
+        self.param: str | None = getattr(source, "param", None)
+        self.failure: PamperoError | None = None
+        self._tokens = 0  # tokens the matcher worked for
+        self._spent = 0.0  # CPU seconds they cost
+        self._balance = self.budget.burst if self.budget is not None else 0.0
+        self._cost = 0.0  # CPU seconds spent on the current token so far
         armed = bool(getattr(source, "armed_at_start", True))
         self.matcher: ConstraintMatcher | None = source.new_matcher() if armed else None
         self._first = True
 
     def fill_allowed(self, mask: npt.NDArray[np.bool_]) -> bool:
-        """Fill ``mask`` if the constraint is active now; False (mask untouched) otherwise."""
+        """Fill ``mask`` if the constraint is active now; False (mask untouched) otherwise.
+        A failed constraint allows nothing (``failure`` says why)."""
+        if self.failure is not None:
+            mask.fill(False)
+            return True
         if self.matcher is None:
             return False
-        self.matcher.fill_allowed(mask)
+        started = time.thread_time()
+        try:
+            self.matcher.fill_allowed(mask)
+        except Exception as exc:  # a library's failure ends this sequence, not the batch
+            self._fail(exc)
+            mask.fill(False)
+            return True
+        self._cost = time.thread_time() - started
+        if self.budget is not None and self._cost > self._balance + self.budget.typical:
+            self._over_budget(self._cost, self._spent + self._cost, self._tokens + 1)
+            mask.fill(False)
+            return True
         if self._first and self.escapes:
             mask[list(self.escapes)] = True
         return True
 
     def advance(self, token_id: int) -> Progress:
+        if self.failure is not None:
+            return Progress.FAILED
         first, self._first = self._first, False
         if self.matcher is None:
             if token_id in self.triggers:
@@ -72,11 +137,56 @@ class ConstraintState:
         if first and token_id in self.escapes:
             self.matcher = None
             return Progress.CONTINUE
-        if not self.matcher.accept(token_id):
-            raise EngineError(f"the constraint refused token {token_id} it had allowed")
-        if not self.matcher.is_terminated():
+        started = time.thread_time()
+        try:
+            if not self.matcher.accept(token_id):
+                self._fail(EngineError(f"the constraint refused token {token_id} it had allowed"))
+                return Progress.FAILED
+            terminated = self.matcher.is_terminated()
+        except Exception as exc:
+            self._fail(exc)
+            return Progress.FAILED
+        if self._charge(self._cost + time.thread_time() - started):
+            return Progress.FAILED
+        if not terminated:
             return Progress.CONTINUE
         if self.rearm:
             self.matcher = None
             return Progress.CONTINUE
         return Progress.COMPLETE
+
+    def _charge(self, cost: float) -> bool:
+        """Pay one token's cost from the bucket; True if that ends the constraint."""
+        self._cost = 0.0
+        budget = self.budget
+        if budget is None:
+            return False
+        self._tokens += 1
+        self._spent += cost
+        self._balance = min(budget.burst, self._balance + budget.typical) - cost
+        if self._balance < 0:
+            self._over_budget(cost, self._spent, self._tokens)
+            return True
+        return False
+
+    def _over_budget(self, cost: float, spent: float, tokens: int) -> None:
+        budget = self.budget
+        assert budget is not None
+        self._fail(
+            UnsupportedParameter(
+                f"the constraint's token masks cost too much CPU time to serve beside other "
+                f"requests ({cost * 1000:.0f} ms for the last token, {spent * 1000:.0f} ms for "
+                f"{tokens}; the budget is {budget.describe()}); simplify it or choose another "
+                "guided_decoding_backend",
+            )
+        )
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, PamperoError):
+            error = exc
+        else:
+            error = EngineError(f"the constraint failed: {type(exc).__name__}: {exc}")
+        if error.param is None:
+            error.param = self.param
+        self.failure = error
+        self.matcher = None

@@ -97,6 +97,8 @@ class Generation:
             async for event in self._engine_events():
                 self._observe(event, model)
                 for delta in event.deltas:
+                    if delta.error is not None:  # e.g. a constraint over its CPU budget
+                        raise delta.error
                     self.choices[delta.index].absorb(delta)
                 yield event
         finally:

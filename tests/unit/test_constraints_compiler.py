@@ -20,11 +20,11 @@ import pytest
 
 from pampero.assets import ensure_default_model
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
-from pampero.constraints.compiler import ConstraintCompiler
+from pampero.constraints.compiler import BACKSTOP, PROBE_CPU, ConstraintCompiler
 from pampero.constraints.registry import BUILTIN, BackendRegistry
 from pampero.constraints.vocab import vocabulary_from_tokenizer
 from pampero.engines.llamacpp.tokenizer import load_vocab_only
-from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.errors import InvalidRequestError, Overloaded, UnsupportedParameter
 from pampero.settings import default_home
 
 HERE = "tests.unit.test_constraints_compiler"
@@ -51,7 +51,72 @@ class InstantBackend:
         return 1000
 
     def matcher(self, compiled: Any) -> Any:
-        raise NotImplementedError
+        return EndOnly()
+
+
+class EndOnly:
+    """A matcher over ``TINY`` that allows only its end token (``b""``, id 2)."""
+
+    def __init__(self) -> None:
+        self.ended = False
+
+    def fill_allowed(self, mask: Any) -> None:
+        mask.fill(False)
+        mask[2] = not self.ended
+
+    def accept(self, token_id: int) -> bool:
+        self.ended = self.ended or token_id == 2
+        return token_id == 2
+
+    def is_terminated(self) -> bool:
+        return self.ended
+
+
+def burn(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+class CostlyMasks:
+    """A matcher over ``TINY`` that allows "a" forever, at ``cost`` CPU seconds per mask."""
+
+    def __init__(self, cost: float) -> None:
+        self.cost = cost
+
+    def fill_allowed(self, mask: Any) -> None:
+        burn(self.cost)
+        mask.fill(False)
+        mask[0] = True
+
+    def accept(self, token_id: int) -> bool:
+        return token_id == 0
+
+    def is_terminated(self) -> bool:
+        return False
+
+
+class SlowMaskBackend(InstantBackend):
+    name = "slowmask"
+
+    def matcher(self, compiled: Any) -> Any:
+        return CostlyMasks(0.03)  # past the 10 ms typical budget on every token
+
+
+class EndlessMaskBackend(InstantBackend):
+    name = "endlessmask"
+
+    def matcher(self, compiled: Any) -> Any:
+        return CostlyMasks(3600.0)
+
+
+class SleepBackend(InstantBackend):
+    """Compiles in wall-clock time without CPU time, as a compile on a busy machine does."""
+
+    def compile(self, spec: ConstraintSpec, vocabulary: ConstraintVocabulary) -> Any:
+        time.sleep(float(json.loads(spec.value)["const"]))
+        return spec.value
 
 
 class SpinBackend(InstantBackend):
@@ -69,7 +134,15 @@ def fakes() -> BackendRegistry:
     registry = BackendRegistry(
         {name: BUILTIN[name] for name in ("xgrammar",)}  # a real one beside the fakes
     )
-    for name in ("Instant", "Spin", "Crash"):
+    for name in ("Instant", "Spin", "Crash", "SlowMask", "EndlessMask", "Sleep"):
+        registry.register(name.lower(), f"{HERE}:{name}Backend")
+    return registry
+
+
+def costly_first() -> BackendRegistry:
+    """``auto`` tries the backends with costly masks before the instant one."""
+    registry = BackendRegistry({})
+    for name in ("SlowMask", "EndlessMask", "Instant"):
         registry.register(name.lower(), f"{HERE}:{name}Backend")
     return registry
 
@@ -199,8 +272,9 @@ def test_a_spinning_compile_is_killed_at_the_deadline() -> None:
             started = time.monotonic()
             with pytest.raises(InvalidRequestError) as info:
                 await compiler.compile(schema({"type": "null"}, backend="spin"))
-            assert time.monotonic() - started < 1.0 + MARGIN
-            assert "took longer than 1 s" in info.value.message
+            # One second of the worker's CPU time; a busy machine stretches the wall time.
+            assert time.monotonic() - started < 1.0 * BACKSTOP + MARGIN
+            assert "more than 1 s of CPU time" in info.value.message
             assert info.value.param == "guided_json"
             assert gone(pid)
             spent = cpu_seconds()
@@ -303,7 +377,7 @@ def test_pathological_specs_are_a_400_within_the_deadline(
                     failures.append(f"{name}: compiled")
                 except InvalidRequestError as exc:
                     elapsed = time.monotonic() - started
-                    if elapsed > deadline + MARGIN:
+                    if elapsed > deadline * BACKSTOP + MARGIN:
                         failures.append(f"{name}: took {elapsed:.1f} s")
                     if exc.param != spec.param:
                         failures.append(f"{name}: param {exc.param}")
@@ -316,3 +390,66 @@ def test_pathological_specs_are_a_400_within_the_deadline(
 
     run(scenario())
     assert not failures
+
+
+# -- CPU time: the deadline, and what each token may cost ---------------------------------------
+
+
+def test_the_deadline_is_the_workers_cpu_time_not_the_wall_clock() -> None:
+    async def scenario() -> None:
+        async with ConstraintCompiler(TINY, registry=fakes(), deadline=0.5) as compiler:
+            await compiler.warm_up(["sleep"])
+            # Three seconds of wall time, almost no CPU: what a busy machine does to a compile.
+            compiled = await compiler.compile(schema({"const": 1.5}, backend="sleep"))
+            assert compiled.backend == "sleep"
+
+    run(scenario())
+
+
+def test_past_the_wall_clock_backstop_the_caller_is_told_to_retry() -> None:
+    async def scenario() -> None:
+        async with ConstraintCompiler(
+            TINY, registry=fakes(), deadline=0.5, backstop=2.0
+        ) as compiler:
+            await compiler.warm_up(["sleep"])
+            [pid] = compiler.worker_pids()
+            started = time.monotonic()
+            with pytest.raises(Overloaded) as info:
+                await compiler.compile(schema({"const": 30}, backend="sleep"))
+            assert time.monotonic() - started < 1.0 + MARGIN
+            assert info.value.status_code == 429 and info.value.retry_after >= 1
+            assert gone(pid)
+            assert (await compiler.compile(schema({}, backend="instant"))).backend == "instant"
+
+    run(scenario())
+
+
+def test_masks_over_the_budget_are_refused_and_auto_moves_on() -> None:
+    async def scenario() -> None:
+        async with ConstraintCompiler(TINY, registry=costly_first()) as compiler:
+            with pytest.raises(UnsupportedParameter) as info:
+                await compiler.compile(schema({"type": "string"}, backend="slowmask"))
+            assert info.value.param == "guided_json"
+            assert "CPU time" in info.value.message and "slowmask" in info.value.message
+            compiled = await compiler.compile(schema({"type": "string"}))
+            assert compiled.backend == "instant"
+            assert compiled.mask_budget is not None
+
+    run(scenario())
+
+
+def test_a_mask_that_never_returns_is_stopped_in_the_worker() -> None:
+    async def scenario() -> None:
+        async with ConstraintCompiler(TINY, registry=costly_first()) as compiler:
+            await compiler.warm_up(["endlessmask"])
+            [pid] = compiler.worker_pids()
+            started = time.monotonic()
+            with pytest.raises(UnsupportedParameter) as info:
+                await compiler.compile(schema({"type": "string"}, backend="endlessmask"))
+            assert time.monotonic() - started < PROBE_CPU * BACKSTOP + MARGIN
+            assert "CPU time" in info.value.message and info.value.param == "guided_json"
+            assert gone(pid)
+            # auto skips it (the refusal is cached) and the replacement worker serves.
+            assert (await compiler.compile(schema({"type": "null"}))).backend == "instant"
+
+    run(scenario())

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -668,3 +669,81 @@ def test_guidance_enforces_the_formats_it_knows_and_passes_over_the_others(
     value = json.loads(walker.walk(compiled, '{"day": "not a date"}'))
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     jsonschema.Draft202012Validator(schema, format_checker=checker).validate(value)
+
+
+# Regexes beyond the regular core: each backend enforces them exactly (Python's own fullmatch
+# holds for every walk) or refuses them before compiling, naming the feature and the field.
+# lm-format-enforcer used to take "(?=q)q", ignore the lookahead and spend a minute per mask.
+BEYOND_REGULAR = {
+    "(?=q)q": "lookaround",
+    "(?!b)[ab]c": "lookaround",
+    "(?<=a)b": "lookaround",
+    r"(a)\1": "backreference",
+    "(a)?(?(1)b|c)": "conditional group",
+    r"\bab": "word boundary",
+    "a$b": "anchor inside the pattern",
+    "a++a": "possessive",
+    "(?>a+)a": "atomic group",
+    "(?i)ab": "(?i)",
+    "^ab$": "anchor at the start or end",
+}
+
+
+@pytest.mark.parametrize("pattern", list(BEYOND_REGULAR))
+def test_regex_features_are_enforced_or_refused_before_compiling(
+    backend: str,
+    pattern: str,
+    registry: BackendRegistry,
+    vocabulary: ConstraintVocabulary,
+    walker: Walker,
+) -> None:
+    spec = ConstraintSpec(kind="regex", value=pattern, param="guided_regex", backend=backend)
+    try:
+        registry.candidates(spec)
+    except UnsupportedParameter as exc:
+        assert exc.param == "guided_regex"
+        assert BEYOND_REGULAR[pattern] in exc.message, exc.message
+        return
+    compiled = compile_in_process(registry.backend(backend), spec, vocabulary)
+    rng = random.Random(7)
+    for _ in range(5):
+        text = walker.walk(compiled, rng=rng, random_steps=20, max_steps=40)
+        assert re.fullmatch(pattern, text), (backend, pattern, text)
+
+
+@pytest.mark.parametrize("pattern", ["^(?!tmp).*$", r"^(\w)\1$"])
+def test_a_schema_pattern_beyond_the_regular_core_is_refused_by_every_backend(
+    pattern: str, registry: BackendRegistry
+) -> None:
+    spec = _schema({"type": "string", "pattern": pattern})
+    with pytest.raises(UnsupportedParameter) as info:
+        registry.candidates(spec)
+    assert info.value.param == "guided_json"
+    for name in registry.available():
+        assert name in info.value.message
+
+
+def test_a_costly_lm_format_enforcer_mask_is_stopped_at_its_cpu_limit(
+    registry: BackendRegistry, vocabulary: ConstraintVocabulary
+) -> None:
+    # The registry refuses a lookahead for every backend (above); given one anyway,
+    # lm-format-enforcer's automaton for it took a minute per mask. Now a mask gives up at its
+    # CPU limit with a 400 instead of holding the thread that decodes for every request.
+    from pampero.constraints.backends.lmfe import MASK_CPU_LIMIT
+
+    if "lm-format-enforcer" not in registry.available():
+        pytest.skip("lm-format-enforcer is not installed")
+    backend = registry.backend("lm-format-enforcer")
+    spec = ConstraintSpec(kind="regex", value="(?=q)q", param="guided_regex")
+    rng = random.Random(0)
+    mask = np.zeros(vocabulary.size, dtype=np.bool_)
+    with pytest.raises(UnsupportedParameter) as info:
+        started = time.thread_time()
+        matcher = compile_in_process(backend, spec, vocabulary).new_matcher()
+        for _ in range(40):  # its masks took 0.1 s to a minute each
+            started = time.thread_time()
+            matcher.fill_allowed(mask)
+            text = [t for t in np.flatnonzero(mask) if t not in vocabulary.eos_ids]
+            matcher.accept(int(rng.choice(text)))
+    assert time.thread_time() - started < MASK_CPU_LIMIT + 0.5  # the mask that gave up
+    assert "CPU time" in info.value.message

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.regex_features import spec_regex_features
 from pampero.constraints.validation import ignored_keywords, unenforced_keywords
 from pampero.constraints.vocab import TokenMasks
 from pampero.errors import InvalidRequestError, UnsupportedParameter
@@ -175,6 +176,35 @@ def compile_refusal(
     if spec.kind == "grammar":
         return InvalidRequestError(message, param=spec.param)
     return UnsupportedParameter(message, param=spec.param)
+
+
+def unenforced_features(
+    spec: ConstraintSpec,
+    backend: str,
+    *,
+    regex: frozenset[str] = frozenset(),
+    enforced: frozenset[str] | None = None,
+    ignored: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why ``backend`` cannot take ``spec`` (None if it can), decided without compiling: the
+    regex features it uses beyond ``regex`` (``regex_features``: lookaround, backreferences,
+    ...), and for a JSON schema the keywords outside ``enforced`` (None: any) or in
+    ``ignored``. A ``ConstraintBackend.unsupported`` helper; a schema that is not valid JSON is
+    left to validation."""
+    features = sorted(spec_regex_features(spec) - regex)
+    if features:
+        return f"{backend} does not enforce the regex feature(s) {', '.join(features)}"
+    if spec.kind != "json_schema":
+        return None
+    try:
+        keywords = ignored_keywords(spec.value, ignored)
+        if enforced is not None:
+            keywords += unenforced_keywords(spec.value, enforced)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if keywords:
+        return f"{backend} does not enforce the JSON Schema keyword(s) {', '.join(keywords)}"
+    return None
 
 
 def refuse_unenforced(spec: ConstraintSpec, backend: str, enforced: frozenset[str]) -> None:

@@ -26,15 +26,22 @@ from pampero.constraints.backends._common import (
     PerVocabulary,
     compile_refusal,
     library,
+    library_message,
+    unenforced_features,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.regex_features import EDGE_ANCHOR, FLAG_IGNORECASE
 from pampero.constraints.schema_close import closed
 from pampero.constraints.schema_intersect import resolve_intersections
 from pampero.constraints.schema_rewrite import rewrite_spec, without_formats
 from pampero.constraints.validation import grammar_syntax
 from pampero.constraints.vocab import TokenMasks, text_pieces
-from pampero.errors import InvalidRequestError
+from pampero.errors import InvalidRequestError, UnsupportedParameter
 
+# Regex features beyond the regular core that llguidance enforces as Python does. It refuses
+# lookaround, backreferences, word boundaries, inner anchors and atomic groups itself, but
+# reads a possessive ``a++`` as ``(a+)+``, so pampero refuses that before it compiles.
+REGEX = frozenset({EDGE_ANCHOR, FLAG_IGNORECASE})
 _MAX_PIECE = 64  # longest token the greedy tokenizer tries
 _UNKNOWN_FORMAT = re.compile(r"Unknown format: ([^\s,;]+)")
 _CIRCULAR = "circular references with sibling keys"
@@ -108,7 +115,7 @@ class GuidanceBackend:
         self._vocab = PerVocabulary(_adapt)
 
     def unsupported(self, spec: ConstraintSpec) -> str | None:
-        return None
+        return unenforced_features(spec, self.name, regex=REGEX)
 
     def prepare(self, vocabulary: ConstraintVocabulary) -> None:
         self._vocab.get(vocabulary)
@@ -235,7 +242,20 @@ class _Matcher(MaskedMatcher):
 
     def _raw_allowed(self) -> tuple[BoolMask, bool]:
         self._fill(self._matcher, self._bits.words)
+        self._check()
         return self._bits.unpack(), bool(self._matcher.is_accepting())
 
     def _advance(self, token_id: int) -> bool:
-        return bool(self._matcher.consume_token(token_id)) and not self._matcher.is_error()
+        consumed = bool(self._matcher.consume_token(token_id))
+        self._check()
+        return consumed
+
+    def _check(self) -> None:
+        """llguidance stops a matcher whose lexer or parser outgrows its limits mid-output
+        (``(a|a)*((a{1,20}){1,20}){1,20}`` does, a few tokens in): raise, so the sequence
+        ends with an error instead of the truncated output passing for a complete one."""
+        if self._matcher.is_error():
+            raise UnsupportedParameter(
+                "guidance gave up on this constraint mid-output: "
+                + library_message(Exception(self._matcher.get_error()))
+            )

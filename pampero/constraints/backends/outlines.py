@@ -25,8 +25,10 @@ from pampero.constraints.backends._common import (
     compile_refusal,
     library,
     refuse_unenforced,
+    unenforced_features,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.regex_features import FLAG_IGNORECASE
 from pampero.constraints.vocab import TokenMasks, text_pieces
 
 # outlines-core's own translation of {"type": "object"} nests three levels of any-value and
@@ -47,6 +49,9 @@ _ANY_OBJECT_TEXT = json.dumps(_ANY_OBJECT)
 # What outlines-core's JSON-Schema-to-regex translation enforces; a schema using anything else
 # (numeric bounds, uniqueItems, not, ...) would be silently loosened, so it is refused.
 ENFORCED = CORE_KEYWORDS
+# Regex features beyond the regular core that the Rust regex dialect enforces as Python does
+# (it refuses anchors, lookaround, backreferences, word boundaries and atomic groups).
+REGEX = frozenset({FLAG_IGNORECASE})
 _META = frozenset(".^$*+?()[]{}|\\#&-~")
 
 
@@ -88,7 +93,7 @@ class OutlinesBackend:
     def unsupported(self, spec: ConstraintSpec) -> str | None:
         if spec.kind == "grammar":
             return "outlines compiles regular languages only; use xgrammar or guidance"
-        return None
+        return unenforced_features(spec, self.name, regex=REGEX, enforced=ENFORCED)
 
     def prepare(self, vocabulary: ConstraintVocabulary) -> None:
         self._vocab.get(vocabulary)

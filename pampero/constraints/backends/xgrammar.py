@@ -26,8 +26,10 @@ from pampero.constraints.backends._common import (
     compile_refusal,
     library,
     refuse_ignored,
+    unenforced_features,
 )
 from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.regex_features import EDGE_ANCHOR
 from pampero.constraints.validation import (
     COMBINED_BRANCHES,
     PATTERN_MEETS_PROPERTY,
@@ -60,6 +62,12 @@ IGNORED = frozenset(
         "dependentSchemas",
     }
 )
+
+
+# Regex features beyond the regular core that xgrammar enforces. It refuses lookaround,
+# backreferences, word boundaries and inline flags itself, but reads an anchor inside a pattern
+# (``a$b``) as nothing, so pampero refuses that before it compiles.
+REGEX = frozenset({EDGE_ANCHOR})
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +113,7 @@ class XGrammarBackend:
     def unsupported(self, spec: ConstraintSpec) -> str | None:
         if spec.whitespace_pattern is not None:
             return "xgrammar takes no whitespace pattern (guidance and outlines do)"
-        return None
+        return unenforced_features(spec, self.name, regex=REGEX, ignored=IGNORED)
 
     def prepare(self, vocabulary: ConstraintVocabulary) -> None:
         self._vocab.get(vocabulary)
