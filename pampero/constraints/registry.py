@@ -13,6 +13,11 @@ A GBNF grammar goes to xgrammar first, whose dialect it is (guidance converts it
 backend then finds at compile time that it cannot express the spec, ``auto`` moves on to the
 next one; an explicitly named backend never falls back.
 
+Only guidance comes with pampero itself; the others are extras (``pampero[xgrammar]``,
+``pampero[outlines]``, ``pampero[lmfe]``, or ``pampero[structured-all]`` for the three), and a
+400 naming a backend that is not installed, or refusing a spec none of the installed ones can
+express, says which extra to install.
+
 Example::
 
     registry = BackendRegistry()
@@ -34,25 +39,33 @@ from pampero.registry import load_target, read_plugins
 
 AUTO = "auto"
 ENTRY_POINT_GROUP = "pampero.constraint_backends"
-INSTALL_HINT = "pip install 'pampero[structured]'"
+ALL_EXTRA = "structured-all"
 
 
 @dataclass(frozen=True)
 class BackendEntry:
     target: str  # "module:Class", the class built with no arguments
     requires: str | None = None  # import name of the library it needs, if any
+    extra: str | None = None  # pampero's extra that installs it, if it is not a core dependency
+
+    def install_hint(self) -> str:
+        if self.extra is not None:
+            return f"pip install 'pampero[{self.extra}]'"
+        return f"pip install {self.requires}" if self.requires else "it is a plugin"
 
 
 BUILTIN: dict[str, BackendEntry] = {  # in ``auto`` order
     "guidance": BackendEntry(
         "pampero.constraints.backends.llguidance:GuidanceBackend", "llguidance"
     ),
-    "xgrammar": BackendEntry("pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar"),
+    "xgrammar": BackendEntry(
+        "pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar", "xgrammar"
+    ),
     "outlines": BackendEntry(
-        "pampero.constraints.backends.outlines:OutlinesBackend", "outlines_core"
+        "pampero.constraints.backends.outlines:OutlinesBackend", "outlines_core", "outlines"
     ),
     "lm-format-enforcer": BackendEntry(
-        "pampero.constraints.backends.lmfe:FormatEnforcerBackend", "lmformatenforcer"
+        "pampero.constraints.backends.lmfe:FormatEnforcerBackend", "lmformatenforcer", "lmfe"
     ),
 }
 ALIASES = {"llguidance": "guidance", "outlines-core": "outlines", "lmfe": "lm-format-enforcer"}
@@ -110,7 +123,8 @@ class BackendRegistry:
         if name not in available:
             raise UnsupportedParameter(
                 f"guided_decoding_backend {name!r} is not installed on this server "
-                f"({INSTALL_HINT}); available: " + ", ".join([AUTO, *available]),
+                f"({self._entries[name].install_hint()}); available: "
+                + ", ".join([AUTO, *available]),
                 param="guided_decoding_backend",
             )
         reason = self.backend(name).unsupported(spec)
@@ -126,10 +140,15 @@ class BackendRegistry:
         reasons = {name: self.backend(name).unsupported(spec) for name in order}
         chosen = [name for name in order if reasons[name] is None]
         if not chosen:
-            why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
-            installed = f" ({why})" if why else f" (none is installed: {INSTALL_HINT})"
+            why = [f"{name}: {reason}" for name, reason in reasons.items()]
+            missing = [name for name in self._entries if name not in available]
+            if missing:
+                why.append(
+                    f"not installed: {', '.join(missing)} (pip install 'pampero[{ALL_EXTRA}]')"
+                )
             raise UnsupportedParameter(
-                f"no constraint backend on this server can express {_describe(spec)}{installed}",
+                f"no constraint backend on this server can express {_describe(spec)}"
+                f" ({'; '.join(why)})",
                 param=spec.param,
             )
         return chosen
