@@ -107,6 +107,15 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "constraint_deadline",
         {"type": float, "help": "seconds a structured-output constraint may take to compile"},
     ),
+    "--constraint-warm-up": (
+        "constraint_warm_up",
+        {
+            "action": "append",
+            "metavar": "BACKEND",
+            "help": "structured-output backend to import and prepare at start-up: auto (default: "
+            "the one auto tries first), all, or a name (repeatable); the rest load on first use",
+        },
+    ),
     "--media-allow": (
         "media_allow",
         {

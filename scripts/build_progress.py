@@ -26,13 +26,13 @@ from typing import TextIO
 HEARTBEAT_S = 30.0
 STEP_PERCENT = 10
 
-_NINJA = re.compile(r"^\[(\d+)/(\d+)\]")
-_MAKE = re.compile(r"^\[\s*(\d+)%\]")
+_NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]")
+_MAKE = re.compile(r"^\s*\[\s*(\d+)%\]")
 _STAGES = (
-    re.compile(r"^\*\*\* (.+)"),  # scikit-build-core: configuring, building, making the wheel
-    re.compile(r"^-- (Configuring done|Generating done|Build files have been written).*"),
-    re.compile(r"^\s*(Building wheel for \S+|Created wheel for \S+|Successfully built .+)"),
-    re.compile(r"^\s*(Installing build dependencies|Getting requirements to build wheel)"),
+    re.compile(r"^\s*\*\*\* (.+)"),  # scikit-build-core: configuring, building, making the wheel
+    re.compile(r"^\s*-- ((?:Configuring done|Generating done|Build files have been written).*)"),
+    re.compile(r"^\s*((?:Building wheel for|Created wheel for|Successfully built) .+)"),
+    re.compile(r"^\s*((?:Installing build dependencies|Getting requirements to build wheel).*)"),
 )
 
 

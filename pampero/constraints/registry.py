@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pampero.constraints.base import ConstraintBackend, ConstraintSpec
@@ -38,6 +38,7 @@ from pampero.errors import InvalidRequestError, UnsupportedParameter
 from pampero.registry import load_target, read_plugins
 
 AUTO = "auto"
+ALL = "all"
 ENTRY_POINT_GROUP = "pampero.constraint_backends"
 ALL_EXTRA = "structured-all"
 
@@ -99,6 +100,36 @@ class BackendRegistry:
     def available(self) -> list[str]:
         """Registered backends whose library is installed, in ``auto`` order."""
         return [name for name, entry in self._entries.items() if _installed(entry.requires)]
+
+    def warm_up_names(self, requested: Iterable[str]) -> list[str]:
+        """The backends to import and prepare at start-up: ``auto`` is the first available one
+        (what ``auto`` tries first for JSON), ``all`` every available one, or names. The rest
+        load on first use, so an idle server holds no library nobody asked for (xgrammar alone
+        brings torch). Raises the error that names an unknown or uninstalled backend."""
+        available = self.available()
+        chosen: list[str] = []
+        for asked in requested:
+            name = ALIASES.get(asked, asked)
+            if name == ALL:
+                picks = available
+            elif name == AUTO:
+                picks = available[:1]
+            elif name not in self._entries:
+                raise InvalidRequestError(
+                    f"unknown constraint backend {asked!r}; registered: "
+                    + ", ".join([AUTO, ALL, *self._entries]),
+                    param="constraint_warm_up",
+                )
+            elif name not in available:
+                raise UnsupportedParameter(
+                    f"constraint backend {name!r} is not installed on this server "
+                    f"({self._entries[name].install_hint()})",
+                    param="constraint_warm_up",
+                )
+            else:
+                picks = [name]
+            chosen += [pick for pick in picks if pick not in chosen]
+        return chosen
 
     def backend(self, name: str) -> ConstraintBackend:
         name = ALIASES.get(name, name)

@@ -69,7 +69,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
-    shutil.copytree(ROOT / "pampero", source / "pampero", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "pampero", source / "pampero", ignore=skip)
     run([sys.executable, "-m", "build", "--outdir", work / "dist", source], cwd=work)
     (wheel,) = (work / "dist").glob("pampero-*.whl")
     return wheel
