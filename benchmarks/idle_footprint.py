@@ -40,6 +40,7 @@ class Footprint:
     import_s: float
     start_s: float
     server_rss_mb: int
+    server_file_mb: int  # of which file-backed: mostly the model's GGUF, mapped by llama.cpp
     children_rss_mb: int
     heavy: list[str]
     top: list[tuple[str, float]]
@@ -50,9 +51,9 @@ def du_mb(path: Path) -> int:
     return int(out.stdout.split()[0])
 
 
-def rss_mb(pid: int) -> int:
+def rss_mb(pid: int, field: str = "VmRSS") -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
     return int(found.group(1)) // 1024 if found else 0
 
 
@@ -103,6 +104,7 @@ def measure(venv: Path, settle_s: float) -> Footprint:
             start_s = time.monotonic() - started
             time.sleep(settle_s)
             server_rss = rss_mb(server.pid)
+            server_file = rss_mb(server.pid, "RssFile")
             kids_rss = sum(rss_mb(kid) for kid in children(server.pid))
         finally:
             server.send_signal(signal.SIGTERM)
@@ -117,6 +119,7 @@ def measure(venv: Path, settle_s: float) -> Footprint:
         import_s=import_s,
         start_s=start_s,
         server_rss_mb=server_rss,
+        server_file_mb=server_file,
         children_rss_mb=kids_rss,
         heavy=[h for h in HEAVY if h in names],
         top=top,
@@ -143,14 +146,16 @@ def main() -> int:
     parser.add_argument("venvs", nargs="+", type=Path)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds idle before reading")
     args = parser.parse_args()
-    print("| venv | size | modules imported | import time | start to /health | server RSS "
-          "| workers' RSS | heavy libraries imported | costliest imports |")
+    print("| venv | size | modules imported | import time | start to /health "
+          "| server RSS (file-backed) | workers' RSS | heavy libraries imported "
+          "| costliest imports |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for venv in args.venvs:
         f = measure(venv.resolve(), args.settle)
         top = ", ".join(f"{name} {s:.2f}s" for name, s in f.top[:4])
         print(f"| `{venv}` | {f.venv_mb} MB | {f.modules} | {f.import_s:.2f} s | {f.start_s:.1f} s "
-              f"| {f.server_rss_mb} MB | {f.children_rss_mb} MB | {', '.join(f.heavy) or 'none'} "
+              f"| {f.server_rss_mb} MB ({f.server_file_mb} MB) | {f.children_rss_mb} MB "
+              f"| {', '.join(f.heavy) or 'none'} "
               f"| {top} |")
     return 0
 

