@@ -52,7 +52,7 @@ class BackendEntry:
     def install_hint(self) -> str:
         if self.extra is not None:
             return f"pip install 'pampero[{self.extra}]'"
-        return f"pip install {self.requires}" if self.requires else "it is a plugin"
+        return f"pip install {self.requires or 'its package'}"
 
 
 BUILTIN: dict[str, BackendEntry] = {  # in ``auto`` order

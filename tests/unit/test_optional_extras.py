@@ -8,6 +8,7 @@ exist, so these run the same in the full test venv as in a lean one.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Any
 
 import pytest
@@ -129,6 +130,18 @@ def test_an_engine_whose_extra_is_missing_is_refused_naming_it(
     code = cli.main(["serve", "--model", f"m={tmp_path}", "--engine", "transformers"])
     assert code == 2
     assert "pip install 'pampero[transformers]'" in capsys.readouterr().err
+
+
+def test_tiny_vlm_without_the_transformers_extra_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name)
+    )
+    assert cli.main(["dev", "tiny-vlm", str(tmp_path / "out")]) == 2
+    assert "needs transformers: pip install 'pampero[transformers]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_unknown_engine_lists_the_registered_ones() -> None:
