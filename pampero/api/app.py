@@ -97,8 +97,10 @@ def create_app(settings: Settings) -> Starlette:
             BackendEnvironment(settings, services), settings.backends
         )
         lifecycle.on_deadline.append(hub.halt)
-        # Importing and preparing the grammar backends takes seconds: do it while serving.
-        warm_up = asyncio.create_task(constraints.warm_up(list(hub)))
+        # Importing and preparing a grammar backend takes seconds: do it while serving, and only
+        # for the backends the settings name (by default auto's first), so that no heavy library
+        # (xgrammar brings torch) is loaded before a request or a setting asks for it.
+        warm_up = asyncio.create_task(constraints.warm_up(list(hub), settings.constraint_warm_up))
         try:
             yield
         finally:

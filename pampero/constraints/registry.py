@@ -13,6 +13,11 @@ A GBNF grammar goes to xgrammar first, whose dialect it is (guidance converts it
 backend then finds at compile time that it cannot express the spec, ``auto`` moves on to the
 next one; an explicitly named backend never falls back.
 
+Only guidance comes with pampero itself; the others are extras (``pampero[xgrammar]``,
+``pampero[outlines]``, ``pampero[lmfe]``, or ``pampero[structured-all]`` for the three), and a
+400 naming a backend that is not installed, or refusing a spec none of the installed ones can
+express, says which extra to install.
+
 Example::
 
     registry = BackendRegistry()
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pampero.constraints.base import ConstraintBackend, ConstraintSpec
@@ -33,26 +38,35 @@ from pampero.errors import InvalidRequestError, UnsupportedParameter
 from pampero.registry import load_target, read_plugins
 
 AUTO = "auto"
+ALL = "all"
 ENTRY_POINT_GROUP = "pampero.constraint_backends"
-INSTALL_HINT = "pip install 'pampero[structured]'"
+ALL_EXTRA = "structured-all"
 
 
 @dataclass(frozen=True)
 class BackendEntry:
     target: str  # "module:Class", the class built with no arguments
     requires: str | None = None  # import name of the library it needs, if any
+    extra: str | None = None  # pampero's extra that installs it, if it is not a core dependency
+
+    def install_hint(self) -> str:
+        if self.extra is not None:
+            return f"pip install 'pampero[{self.extra}]'"
+        return f"pip install {self.requires or 'its package'}"
 
 
 BUILTIN: dict[str, BackendEntry] = {  # in ``auto`` order
     "guidance": BackendEntry(
         "pampero.constraints.backends.llguidance:GuidanceBackend", "llguidance"
     ),
-    "xgrammar": BackendEntry("pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar"),
+    "xgrammar": BackendEntry(
+        "pampero.constraints.backends.xgrammar:XGrammarBackend", "xgrammar", "xgrammar"
+    ),
     "outlines": BackendEntry(
-        "pampero.constraints.backends.outlines:OutlinesBackend", "outlines_core"
+        "pampero.constraints.backends.outlines:OutlinesBackend", "outlines_core", "outlines"
     ),
     "lm-format-enforcer": BackendEntry(
-        "pampero.constraints.backends.lmfe:FormatEnforcerBackend", "lmformatenforcer"
+        "pampero.constraints.backends.lmfe:FormatEnforcerBackend", "lmformatenforcer", "lmfe"
     ),
 }
 ALIASES = {"llguidance": "guidance", "outlines-core": "outlines", "lmfe": "lm-format-enforcer"}
@@ -87,6 +101,36 @@ class BackendRegistry:
         """Registered backends whose library is installed, in ``auto`` order."""
         return [name for name, entry in self._entries.items() if _installed(entry.requires)]
 
+    def warm_up_names(self, requested: Iterable[str]) -> list[str]:
+        """The backends to import and prepare at start-up: ``auto`` is the first available one
+        (what ``auto`` tries first for JSON), ``all`` every available one, or names. The rest
+        load on first use, so an idle server holds no library nobody asked for (xgrammar alone
+        brings torch). Raises the error that names an unknown or uninstalled backend."""
+        available = self.available()
+        chosen: list[str] = []
+        for asked in requested:
+            name = ALIASES.get(asked, asked)
+            if name == ALL:
+                picks = available
+            elif name == AUTO:
+                picks = available[:1]
+            elif name not in self._entries:
+                raise InvalidRequestError(
+                    f"unknown constraint backend {asked!r}; registered: "
+                    + ", ".join([AUTO, ALL, *self._entries]),
+                    param="constraint_warm_up",
+                )
+            elif name not in available:
+                raise UnsupportedParameter(
+                    f"constraint backend {name!r} is not installed on this server "
+                    f"({self._entries[name].install_hint()})",
+                    param="constraint_warm_up",
+                )
+            else:
+                picks = [name]
+            chosen += [pick for pick in picks if pick not in chosen]
+        return chosen
+
     def backend(self, name: str) -> ConstraintBackend:
         name = ALIASES.get(name, name)
         with self._lock:
@@ -110,7 +154,8 @@ class BackendRegistry:
         if name not in available:
             raise UnsupportedParameter(
                 f"guided_decoding_backend {name!r} is not installed on this server "
-                f"({INSTALL_HINT}); available: " + ", ".join([AUTO, *available]),
+                f"({self._entries[name].install_hint()}); available: "
+                + ", ".join([AUTO, *available]),
                 param="guided_decoding_backend",
             )
         reason = self.backend(name).unsupported(spec)
@@ -126,10 +171,15 @@ class BackendRegistry:
         reasons = {name: self.backend(name).unsupported(spec) for name in order}
         chosen = [name for name in order if reasons[name] is None]
         if not chosen:
-            why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
-            installed = f" ({why})" if why else f" (none is installed: {INSTALL_HINT})"
+            why = [f"{name}: {reason}" for name, reason in reasons.items()]
+            missing = [name for name in self._entries if name not in available]
+            if missing:
+                why.append(
+                    f"not installed: {', '.join(missing)} (pip install 'pampero[{ALL_EXTRA}]')"
+                )
             raise UnsupportedParameter(
-                f"no constraint backend on this server can express {_describe(spec)}{installed}",
+                f"no constraint backend on this server can express {_describe(spec)}"
+                f" ({'; '.join(why)})",
                 param=spec.param,
             )
         return chosen

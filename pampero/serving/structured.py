@@ -163,9 +163,11 @@ class Constraints:
             )
         return await self.compiler(served).compile(spec)
 
-    async def warm_up(self, models: list[ServedModel]) -> None:
+    async def warm_up(self, models: list[ServedModel], backends: list[str]) -> None:
+        """Prepare ``backends`` (settings' ``constraint_warm_up``) for every model."""
         for served in models:
-            await self.compiler(served).warm_up()
+            compiler = self.compiler(served)
+            await compiler.warm_up(compiler.registry.warm_up_names(backends))
 
     async def aclose(self) -> None:
         for compiler in self._compilers.values():

@@ -374,7 +374,7 @@ def compiled_cache() -> dict[tuple[str, str], CompiledConstraint]:
 def backend(request: pytest.FixtureRequest, registry: BackendRegistry) -> str:
     name: str = request.param
     if name not in registry.available():
-        pytest.skip(f"{name} is not installed (pip install 'pampero[structured]')")
+        pytest.skip(f"{name} is not installed (pip install 'pampero[structured-all]')")
     return name
 
 
