@@ -146,17 +146,21 @@ def main() -> int:
     parser.add_argument("venvs", nargs="+", type=Path)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds idle before reading")
     args = parser.parse_args()
-    print("| venv | size | modules imported | import time | start to /health "
-          "| server RSS (file-backed) | workers' RSS | heavy libraries imported "
-          "| costliest imports |")
+    print(
+        "| venv | size | modules imported | import time | start to /health "
+        "| server RSS (file-backed) | workers' RSS | heavy libraries imported "
+        "| costliest imports |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for venv in args.venvs:
         f = measure(venv.resolve(), args.settle)
         top = ", ".join(f"{name} {s:.2f}s" for name, s in f.top[:4])
-        print(f"| `{venv}` | {f.venv_mb} MB | {f.modules} | {f.import_s:.2f} s | {f.start_s:.1f} s "
-              f"| {f.server_rss_mb} MB ({f.server_file_mb} MB) | {f.children_rss_mb} MB "
-              f"| {', '.join(f.heavy) or 'none'} "
-              f"| {top} |")
+        print(
+            f"| `{venv}` | {f.venv_mb} MB | {f.modules} | {f.import_s:.2f} s | {f.start_s:.1f} s "
+            f"| {f.server_rss_mb} MB ({f.server_file_mb} MB) | {f.children_rss_mb} MB "
+            f"| {', '.join(f.heavy) or 'none'} "
+            f"| {top} |"
+        )
     return 0
 
 
