@@ -76,7 +76,7 @@ class AngleToolParser(ToolParserBase):
 
 # -- the scripted model --------------------------------------------------------------------
 
-TOKENIZER_SPECIALS = (*CHATML_SPECIALS, CALL)
+TOKENIZER_SPECIALS = (*CHATML_SPECIALS, CALL, "<tool_call>", "</tool_call>")
 SCRIPTS: dict[str, str] = {}  # the last user message -> what the model wants to answer
 
 
@@ -178,15 +178,18 @@ class App:
     def __init__(self, client: httpx.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client, self.loop = client, loop
 
-    def chat(self, prompt: str, **fields: Any) -> httpx.Response:
-        body = {"model": "fake", "messages": [{"role": "user", "content": prompt}], **fields}
+    def chat(self, prompt: str, *, model: str = "fake", **fields: Any) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], **fields}
         return self.loop.run_until_complete(self.client.post("/v1/chat/completions", json=body))
 
 
 @pytest.fixture(scope="module")
 def app(plugins: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     settings = Settings(
-        models=[ModelConfig(id="fake", engine="scripted", tool_parser="angle")],
+        models=[
+            ModelConfig(id="fake", engine="scripted", tool_parser="angle"),
+            ModelConfig(id="fake-hermes", engine="scripted", tool_parser="hermes"),
+        ],
         home=tmp_path_factory.mktemp("home"),
     )
     asgi = create_app(settings)
@@ -333,3 +336,63 @@ def test_a_call_cut_by_max_tokens_keeps_its_arguments_as_written(app: App) -> No
         # What the model wrote before the cut, not closed into '{"city": "Par"}' or '{}'.
         assert written.startswith('{"city": "Par') and arguments.startswith(written)
         assert written != arguments
+
+
+# -- the built-in Hermes format, on the same scripted model -------------------------------
+
+
+def bare(name: str, arguments: str) -> str:
+    return f'{{"name": "{name}", "arguments": {arguments}}}'
+
+
+def test_strict_binds_bare_calls_from_their_first_token(app: App) -> None:
+    """Small Qwen models often write the call object with no <tool_call> tag; under strict,
+    such a call is bound from its "{", and so is every bare call after it."""
+    wrong = bare("get_weather", '{"city": "Paris", "extra": 1}')
+    SCRIPTS["bare"] = f"{wrong}\n{wrong}"
+    hermes = {"model": "fake-hermes", "max_tokens": 300}
+    loose = calls_of(app.chat("bare", tools=[WEATHER], **hermes))
+    assert loose == [("get_weather", {"city": "Paris", "extra": 1})] * 2  # what it wants
+    strict = calls_of(app.chat("bare", tools=[STRICT_WEATHER], **hermes))
+    assert [name for name, _ in strict] == ["get_weather"]
+    jsonschema.validate(strict[0][1], WEATHER_SCHEMA)
+
+
+def test_strict_leaves_plain_answers_alone(app: App) -> None:
+    SCRIPTS["hello"] = "Hello! Nothing to call here."
+    choice = app.chat("hello", model="fake-hermes", tools=[STRICT_WEATHER]).json()["choices"][0]
+    assert choice["message"]["content"] == "Hello! Nothing to call here."
+    assert not choice["message"]["tool_calls"]
+
+
+ANSWER = {
+    "type": "object",
+    "properties": {"answer": {"type": "integer"}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "a", "schema": ANSWER}}
+
+
+def test_strict_and_response_format_both_bind(app: App) -> None:
+    fields = {"model": "fake-hermes", "tools": [STRICT_WEATHER], "max_tokens": 300}
+    SCRIPTS["answer"] = '{"answer": "four", "why": "sums"}'
+    choice = app.chat("answer", response_format=RESPONSE_FORMAT, **fields).json()["choices"][0]
+    assert not choice["message"]["tool_calls"]
+    jsonschema.validate(json.loads(choice["message"]["content"]), ANSWER)
+    SCRIPTS["call"] = "<tool_call>\n" + bare("get_weather", '{"city": "Paris", "extra": 1}')
+    calls = calls_of(app.chat("call", response_format=RESPONSE_FORMAT, **fields))
+    assert [name for name, _ in calls] == ["get_weather"]
+    jsonschema.validate(calls[0][1], WEATHER_SCHEMA)
+
+
+def test_strict_with_an_answer_format_it_cannot_join_is_refused(app: App) -> None:
+    response = app.chat(
+        "answer",
+        model="fake-hermes",
+        tools=[STRICT_WEATHER],
+        response_format={"type": "json_object"},
+        guided_decoding_backend="xgrammar",
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "response_format"
