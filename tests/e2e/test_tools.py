@@ -198,12 +198,16 @@ def test_auto_gives_content_or_calls_never_markup(api, prompt, fields):
     choice = answer["choices"][0]
     no_markup(choice["message"]["content"])
     if choice["message"]["tool_calls"]:
-        for call in choice["message"]["tool_calls"]:
+        calls = choice["message"]["tool_calls"]
+        for call in calls:
             assert call["function"]["name"] in SCHEMAS
-            assert isinstance(json.loads(call["function"]["arguments"]), dict)
         # The small model may start yet another call after its first ones; when max_tokens cuts
-        # that one off, the complete calls come back and the finish says the answer was cut.
+        # that one off, it comes back with the arguments written so far (not closed), and the
+        # finish says the answer was cut.
         assert choice["finish_reason"] in ("tool_calls", "length")
+        complete = calls if choice["finish_reason"] == "tool_calls" else calls[:-1]
+        for call in complete:
+            assert isinstance(json.loads(call["function"]["arguments"]), dict)
         if choice["finish_reason"] == "length":
             assert answer["usage"]["completion_tokens"] == 60
     else:
