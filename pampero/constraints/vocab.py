@@ -84,3 +84,24 @@ def text_pieces(vocabulary: ConstraintVocabulary) -> list[bytes]:
     pieces = [b"" if i in closed else p for i, p in enumerate(vocabulary.pieces)]
     pieces.extend(b"" for _ in range(vocabulary.size - len(pieces)))
     return pieces
+
+
+@dataclass(frozen=True, eq=False)
+class CallOpeners:
+    """Which tokens may begin a bare tool call (``{``), and which only separate calls."""
+
+    opens: npt.NDArray[np.bool_]  # per token: its text begins with "{"
+    gap_ids: frozenset[int]  # tokens whose text is only ``gap`` characters
+
+    @classmethod
+    def of(cls, vocabulary: ConstraintVocabulary, gap: str) -> CallOpeners:
+        opens = np.zeros(vocabulary.size, dtype=np.bool_)
+        gap_bytes = frozenset(gap.encode())
+        gaps = []
+        for i, piece in enumerate(text_pieces(vocabulary)):
+            if piece.startswith(b"{"):
+                opens[i] = True
+            elif piece and all(byte in gap_bytes for byte in piece):
+                gaps.append(i)
+        opens.setflags(write=False)
+        return cls(opens, frozenset(gaps))

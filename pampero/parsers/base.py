@@ -180,10 +180,51 @@ class ToolParser(Protocol):
 
 
 class ToolParserFactory(Protocol):
-    """A tool parser class: one instance per generated output."""
+    """A tool parser class: one instance per generated output. It owns its format: the markup
+    it reads, and the grammars that make a model write calls in it (Lark with embedded JSON
+    Schemas, built with :mod:`pampero.parsers.grammar`), so serving enforces
+    ``tool_choice: "required"``, named calls and ``strict`` for any registered format alike.
+
+    Example (the Hermes format)::
+
+        HermesToolParser.call_start                  # "<tool_call>"
+        HermesToolParser.bare_call_gap               # " \t\n\r": bare calls in a row
+        HermesToolParser.call_rules(functions, strict_only=False, parallel=False)
+        # 'calls: "<tool_call>\\n" %json {...} "\\n</tool_call>"\n'
+        HermesToolParser.call_grammar(functions, opened=True)
+        # 'start: "\\n" %json {...} "\\n</tool_call>"\n'
+    """
 
     @property
     def markers(self) -> tuple[str, ...]: ...
+
+    @property
+    def call_start(self) -> str | None:
+        """The marker that opens a call (``<tool_call>``), or ``None`` if calls have none. A
+        lazy constraint arms when the model writes it, so it must be one token."""
+        ...
+
+    @property
+    def bare_call_gap(self) -> str | None:
+        """Where a call may also be a bare JSON object with no marker (``{"name": ...``), at
+        the start of the output and right after another call: the characters that may separate
+        such calls (whitespace, ``;``). ``None``: every call starts with ``call_start``."""
+        ...
+
+    def call_rules(
+        self, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+    ) -> str | None:
+        """Lark rules defining ``calls``: text that is only calls of ``functions``, exactly one,
+        or one or more when ``parallel``; helper rules are named
+        ``call_*``. ``strict_only``: enforce the ``parameters`` of ``strict`` functions only.
+        ``None``: the format cannot be forced."""
+        ...
+
+    def call_grammar(self, functions: list[dict[str, Any]], *, opened: bool) -> str | None:
+        """A Lark grammar (``start: ...``) for one call enforcing the ``strict`` functions'
+        ``parameters``: the text after ``call_start`` up to the call's end (``opened``), or a
+        bare call object from its ``{``. ``None``: ``strict`` cannot be enforced lazily."""
+        ...
 
     def __call__(self, *, id_factory: IdFactory = ...) -> ToolParser: ...
 
@@ -217,10 +258,30 @@ class ReasoningParser(Protocol):
 
 
 class ReasoningParserFactory(Protocol):
-    """A reasoning parser class: built from explicit options, or from the rendered prompt."""
+    """A reasoning parser class: built from explicit options, or from the rendered prompt.
+
+    It declares its tags, so serving can bind a constraint to the answer after the reasoning
+    and read a prompt that opened the reasoning, without knowing the format.
+    """
 
     @property
     def markers(self) -> tuple[str, ...]: ...
+
+    @property
+    def open_tag(self) -> str:
+        """The tag that opens the reasoning (``<think>``)."""
+        ...
+
+    @property
+    def close_tag(self) -> str:
+        """The tag that ends the reasoning (``</think>``)."""
+        ...
+
+    @property
+    def starts_open(self) -> bool:
+        """Whether the model reasons from its first token even when the prompt does not show
+        the opening tag (DeepSeek-R1)."""
+        ...
 
     def __call__(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pampero.parsers.base import IdFactory, SteppedParser, ToolCallDelta, new_call_id
 from pampero.parsers.jsonscan import WHITESPACE, JsonScanner
@@ -79,6 +79,18 @@ class ArgumentsReader:
         if not self._handed_out and not rest:
             rest = "{}"
         return self._hand_out(rest)
+
+    def cut(self) -> str:
+        """The rest of arguments cut off by the end of generation, as written: an object's
+        text stays unclosed (``{"city": "Par``); arguments written as a JSON string give the
+        text the string holds so far (``"{\\"city\\": \\"Par`` gives ``{"city": "Par``)."""
+        kind = self._scanner.first
+        if kind == '"':
+            self._scanner.finish()  # closes the string, so it can be decoded
+            decoded = decode_string(self._scanner.take()) if self._scanner.done else None
+            return self._hand_out(decoded.lstrip(WHITESPACE) if decoded else "")
+        self._scanner.cut()
+        return self._hand_out(self._scanner.take()) if kind == "{" else ""
 
     def _hand_out(self, text: str) -> str:
         if text:
@@ -195,6 +207,12 @@ class CallReader:
             self._args = ArgumentsReader()
         return self._args.close()
 
+    def cut_arguments(self) -> str:
+        """End of generation inside the object: a confirmed call still stands, with the
+        arguments it had, as written (see ``ArgumentsReader.cut``)."""
+        self._state = _END
+        return self._args.cut() if self._args is not None else ""
+
     def finish(self) -> None:
         """End of generation inside the object: a confirmed call still stands."""
         self._state = _END
@@ -293,6 +311,19 @@ class ToolParserBase(SteppedParser):
     """
 
     start_marker: ClassVar[str]
+    #: See ``ToolParserFactory``: a format without grammars (the defaults) cannot be forced.
+    call_start: ClassVar[str | None] = None
+    bare_call_gap: ClassVar[str | None] = None
+
+    @classmethod
+    def call_rules(
+        cls, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+    ) -> str | None:
+        return None
+
+    @classmethod
+    def call_grammar(cls, functions: list[dict[str, Any]], *, opened: bool) -> str | None:
+        return None
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__()
@@ -332,11 +363,17 @@ class ToolParserBase(SteppedParser):
     def _flush(self, rest: str) -> None:
         state = self._state
         if state == CALL and self._reader is not None:
-            self._reader.finish()
-            if self._reader.confirmed:
-                self._stream_call(self._reader)
-                self._end_call(self._reader)
+            reader = self._reader
+            if reader.confirmed and not reader.ended:  # cut off mid-call: truncated, as written
+                self._stream_call(reader)
+                self._arguments(reader.cut_arguments())
+                self._reader = None
+                self._state = SKIP
+            elif reader.confirmed:
+                self._stream_call(reader)
+                self._end_call(reader)
             else:
+                reader.finish()
                 self._reject(rest)
         elif state == TEXT:
             self._content(rest)

@@ -27,6 +27,8 @@ too, and dropped.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pampero.parsers.base import IdFactory, new_call_id
 from pampero.parsers.calls import (
     OPEN,
@@ -36,6 +38,8 @@ from pampero.parsers.calls import (
     partial_suffix,
     skip_blank,
 )
+from pampero.parsers.grammar import calls_schema, lark_literal
+from pampero.parsers.jsonscan import WHITESPACE
 
 START = "<tool_call>"
 END = "</tool_call>"
@@ -43,6 +47,8 @@ END = "</tool_call>"
 _CLOSE = 4  # after the JSON, before </tool_call>
 _BEGIN = 5  # start of output: a bare call object may begin here
 _FENCES = ("```json\n", "```\n")
+_OPENING = lark_literal(START + "\n")  # how grammars write the markup
+_CLOSING = lark_literal("\n" + END)
 
 
 class HermesToolParser(ToolParserBase):
@@ -50,6 +56,24 @@ class HermesToolParser(ToolParserBase):
 
     markers = (START, END)
     start_marker = START
+    call_start = START
+    bare_call_gap = WHITESPACE
+
+    @classmethod
+    def call_rules(
+        cls, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+    ) -> str:
+        schema = calls_schema(functions, "arguments", strict_only=strict_only)
+        one = f"{_OPENING} %json {schema} {_CLOSING}"
+        calls = 'call_one ("\\n" call_one)*' if parallel else "call_one"
+        return f"calls: {calls}\ncall_one: {one}\n"
+
+    @classmethod
+    def call_grammar(cls, functions: list[dict[str, Any]], *, opened: bool) -> str:
+        schema = calls_schema(functions, "arguments", strict_only=True)
+        if not opened:
+            return f"start: %json {schema}\n"
+        return f'start: "\\n" %json {schema} {_CLOSING}\n'
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
@@ -79,6 +103,23 @@ class HermesToolParser(ToolParserBase):
         self._broken = reader.broken
         return _CLOSE
 
+    def _next_bare_call(self) -> bool:
+        """Right after a call's JSON: another call written bare (``{``) right after it, or the
+        closing fence of a fenced one, then maybe another. False: not decided here."""
+        buf = self._buf
+        pos = skip_blank(buf, 0)
+        rest = buf[pos:]
+        if self._fenced and rest.startswith("```"):
+            self._buf = rest[3:]
+            self._state = _BEGIN
+            return True
+        if rest.startswith("{") and not self._broken:
+            self._region = [buf[:pos]]
+            self._buf = rest
+            self._start_call(strict=True)
+            return True
+        return False
+
     def _begin(self) -> bool:
         buf = self._buf
         pos = skip_blank(buf, 0)
@@ -102,12 +143,18 @@ class HermesToolParser(ToolParserBase):
 
     def _close(self) -> bool:
         buf = self._buf
+        if not self._junk:
+            rest = buf[skip_blank(buf, 0) :]
+            if not rest or (self._fenced and "```".startswith(rest)):
+                return False  # blanks (or a fence) so far: what follows decides
+            if self._next_bare_call():
+                return True
         end = buf.find(END)
         start = buf.find(START)
         if end >= 0 and (start < 0 or end < start):
             self._junk.clear()
             self._buf = buf[end + len(END) :]
-            self._state = TEXT
+            self._state = _BEGIN  # calls in a row: the next may be bare
             return True
         if start >= 0:  # the next call began without closing this one
             if not self._broken:

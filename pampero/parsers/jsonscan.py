@@ -132,6 +132,23 @@ class JsonScanner:
         else:
             self._state = _FAILED
 
+    def cut(self) -> None:
+        """End of input mid-value (``max_tokens``): ``take`` returns the rest as it was
+        written, with nothing closed, so the handed-out text is the truncated value itself."""
+        if self._state in (_DONE, _FAILED):
+            return
+        if self._committed or self._pending:
+            self._out.extend(self._pending)
+            if self._state == _ESCAPE:
+                self._out.append("\\")
+            elif self._state == _UNICODE:
+                self._out.append("\\u" + self._token)
+            elif self._state == _LITERAL:
+                self._out.append(self._token)
+            self._committed = True
+        self._pending.clear()
+        self._state = _DONE
+
     def feed(self, text: str, pos: int = 0) -> int:
         """Scan ``text[pos:]``. Returns where scanning stopped: just past the value's end when
         it ends, at the offending character when the text stops being JSON, else ``len(text)``.

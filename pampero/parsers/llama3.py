@@ -17,8 +17,12 @@ dropped.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pampero.parsers.base import IdFactory, new_call_id
 from pampero.parsers.calls import OPEN, SKIP, TEXT, CallReader, ToolParserBase, skip_blank
+from pampero.parsers.grammar import calls_schema
+from pampero.parsers.jsonscan import WHITESPACE
 
 PYTHON_TAG = "<|python_tag|>"
 
@@ -31,6 +35,20 @@ class Llama3JsonToolParser(ToolParserBase):
 
     markers = (PYTHON_TAG,)
     start_marker = PYTHON_TAG
+    call_start = PYTHON_TAG
+    bare_call_gap = WHITESPACE + ";"
+
+    @classmethod
+    def call_rules(
+        cls, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+    ) -> str:
+        one = f"%json {calls_schema(functions, 'parameters', strict_only=strict_only)}"
+        calls = 'call_one ("; " call_one)*' if parallel else "call_one"
+        return f"calls: {calls}\ncall_one: {one}\n"
+
+    @classmethod
+    def call_grammar(cls, functions: list[dict[str, Any]], *, opened: bool) -> str:
+        return f"start: %json {calls_schema(functions, 'parameters', strict_only=True)}\n"
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)

@@ -46,6 +46,7 @@ class MistralToolParser(ToolParserBase):
 
     markers = (BOT, ARGS, CALL_ID)
     start_marker = BOT
+    call_start = BOT  # no grammars: [TOOL_CALLS] is a control token no grammar can write
 
     def __init__(self, *, id_factory: IdFactory = new_call_id) -> None:
         super().__init__(id_factory=id_factory)
@@ -64,7 +65,8 @@ class MistralToolParser(ToolParserBase):
     def _flush_format(self, rest: str) -> None:
         state = self._state
         if state == _ARGUMENTS and self._args is not None:
-            self._end_arguments(self._args)
+            self._arguments(self._args.cut())  # cut off mid-call: truncated, as written
+            self._args = None
         elif state == _LIST and not self._region:
             self._content(rest)  # blanks after the list's last complete call
         else:

@@ -37,16 +37,71 @@ rendered (``[TOOL_CALLS]`` and ``<|python_tag|>`` are special tokens that a
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pampero.parsers.base import (
     IdFactory,
     ParsedDelta,
     ReasoningParser,
+    ToolCall,
     ToolCallDelta,
     ToolParser,
     ToolParserFactory,
     new_call_id,
 )
 from pampero.parsers.registry import reasoning_parser, tool_parser
+
+
+def call_key(call: ToolCall) -> tuple[str, Any] | None:
+    """What makes two calls the same: the name and the arguments as JSON values (``None``
+    while the arguments are not a complete JSON document)."""
+    try:
+        return call.name, json.loads(call.arguments)
+    except json.JSONDecodeError:
+        return None
+
+
+class _Distinct:
+    """Drops a call identical to an earlier one; a call named like an earlier one is held back
+    until it is complete (the next call starts, or the output ends), then released or dropped.
+    The calls that go out are renumbered from 0."""
+
+    def __init__(self) -> None:
+        self._done: list[ToolCall] = []  # every call seen, complete
+        self._current: ToolCall | None = None
+        self._held: list[ToolCallDelta] | None = None  # the current call's pieces, held back
+        self._index = -1  # the current call's index in the output
+
+    def push(self, piece: ToolCallDelta, out: ParsedDelta) -> None:
+        if piece.id is not None and piece.name is not None:
+            self.settle(out)
+            self._current = ToolCall(piece.id, piece.name, piece.arguments)
+            if any(call.name == piece.name for call in self._done):
+                self._held = [piece]
+                return
+            self._index += 1
+        elif self._current is not None:
+            self._current.arguments += piece.arguments
+            if self._held is not None:
+                self._held.append(piece)
+                return
+        out.add_call_delta(ToolCallDelta(self._index, piece.id, piece.name, piece.arguments))
+
+    def settle(self, out: ParsedDelta) -> None:
+        """The current call is complete: release it if it was held and is no repeat."""
+        current, held = self._current, self._held
+        self._current, self._held = None, None
+        if current is None:
+            return
+        key = call_key(current)
+        repeat = key is not None and any(call_key(call) == key for call in self._done)
+        self._done.append(current)
+        if held is None or repeat:
+            return
+        self._index += 1
+        for piece in held:
+            out.add_call_delta(ToolCallDelta(self._index, piece.id, piece.name, piece.arguments))
 
 
 class OutputParser:
@@ -64,9 +119,11 @@ class OutputParser:
         tools: ToolParserFactory | None = None,
         include_reasoning: bool = True,
         id_factory: IdFactory = new_call_id,
+        distinct_calls: bool = False,
     ) -> None:
         self._reasoning = reasoning
         self._include_reasoning = include_reasoning
+        self._distinct = _Distinct() if distinct_calls else None
         self._content_tools: ToolParser | None = None
         self._reasoning_tools: ToolParser | None = None
         if tools is not None:
@@ -104,6 +161,8 @@ class OutputParser:
         self._close_reasoning_tools(out)
         if self._content_tools is not None:
             self._merge(self._content_tools.finish(), out, reasoning=False)
+        if self._distinct is not None:
+            self._distinct.settle(out)
         return out
 
     def _route(self, part: ParsedDelta, out: ParsedDelta) -> None:
@@ -136,9 +195,11 @@ class OutputParser:
         for piece in part.tool_calls:
             if piece.id is not None:
                 self._calls += 1
-            out.add_call_delta(
-                ToolCallDelta(piece.index + offset, piece.id, piece.name, piece.arguments)
-            )
+            moved = ToolCallDelta(piece.index + offset, piece.id, piece.name, piece.arguments)
+            if self._distinct is not None:
+                self._distinct.push(moved, out)
+            else:
+                out.add_call_delta(moved)
 
 
 def create_output_parser(
@@ -149,13 +210,16 @@ def create_output_parser(
     enable_thinking: bool | None = None,
     include_reasoning: bool = True,
     id_factory: IdFactory = new_call_id,
+    distinct_calls: bool = False,
 ) -> OutputParser:
     """The parser for one chat completion, by registered names (``None``: not parsed).
 
     ``prompt`` is the rendered prompt (its end is enough): it tells whether the template
     opened the reasoning. ``enable_thinking`` is the request's ``chat_template_kwargs`` value;
     ``include_reasoning`` the request's field. Pass no ``tool_parser_name`` when the request
-    has no tools or ``tool_choice`` is ``"none"``.
+    has no tools or ``tool_choice`` is ``"none"``. ``distinct_calls``: a call identical to an
+    earlier one (name and arguments) is dropped, so ``tool_choice: "required"`` never repeats
+    one (a call named like an earlier one then streams only once it is complete).
     """
     reasoning = None
     if reasoning_parser_name is not None:
@@ -168,4 +232,5 @@ def create_output_parser(
         tools=tools,
         include_reasoning=include_reasoning,
         id_factory=id_factory,
+        distinct_calls=distinct_calls,
     )

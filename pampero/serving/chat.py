@@ -24,8 +24,7 @@ from pampero.serving.responses import (
     fingerprint,
     prompt_logprobs_body,
 )
-from pampero.serving.structured import constraint_spec
-from pampero.serving.tools import ToolPlan, plan_tools, when_to_constrain
+from pampero.serving.tools import ToolPlan, constrain, plan_tools
 
 
 class ChatService:
@@ -107,12 +106,7 @@ class ChatService:
         params.keep_special_ids = plan.keep_ids
         for token in plan.banned_ids:
             params.logit_bias[token] = float("-inf")
-        spec = plan.spec or constraint_spec(request)
-        if spec is not None:
-            compiled = await self.context.constraints.compile(served, spec, params)
-            params.constraint = when_to_constrain(
-                plan, compiled, served.engine.tokenizer, param=spec.param
-            )
+        params.constraint = await constrain(plan, request, served, self.context.constraints, params)
 
 
 def _image_marker(request: ChatCompletionRequest, served: ServedModel) -> str | None:

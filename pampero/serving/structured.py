@@ -18,7 +18,7 @@ import orjson
 from pampero.constraints.base import CompiledConstraint, ConstraintSpec
 from pampero.constraints.compiler import ConstraintCompiler
 from pampero.constraints.validation import DEFAULT_LIMITS
-from pampero.constraints.vocab import vocabulary_from_tokenizer
+from pampero.constraints.vocab import CallOpeners, vocabulary_from_tokenizer
 from pampero.errors import InvalidRequestError, UnsupportedParameter
 from pampero.inference import SamplingParams
 from pampero.protocol.structured import StructuredOutputFields
@@ -143,6 +143,14 @@ class Constraints:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self._compilers: dict[str, ConstraintCompiler] = {}
+        self._openers: dict[tuple[str, str], CallOpeners] = {}
+
+    def call_openers(self, served: ServedModel, gap: str) -> CallOpeners:
+        """The tokens of ``served`` that open a bare tool call, or separate calls (cached)."""
+        key = (served.id, gap)
+        if key not in self._openers:
+            self._openers[key] = CallOpeners.of(self.compiler(served).vocabulary, gap)
+        return self._openers[key]
 
     def compiler(self, served: ServedModel) -> ConstraintCompiler:
         compiler = self._compilers.get(served.id)

@@ -1,15 +1,24 @@
 """Tool calling and reasoning for one chat request: what to parse, what to enforce.
 
+Serving never names a format: the tool parser and the reasoning parser chosen for the model
+declare their markup and build the grammars (``pampero.parsers.base.ToolParserFactory``), so a
+plugin's format is enforced exactly as a built-in one.
+
 - The output parser (``pampero.parsers``) comes from the model config, else from the chat
-  template; with ``tool_choice: "none"`` no calls are parsed and the format's opening marker is
+  template; with ``tool_choice: "none"`` no calls are parsed and the format's markers are
   banned, so ``none`` never yields a call.
-- ``tool_choice: "required"`` or a named function is enforced with a grammar (Lark with
-  embedded JSON Schemas, compiled by the structured-output machinery), so arguments always
-  validate against the function's ``parameters``.
-- Under ``auto``, functions with ``strict: true`` are enforced lazily: the grammar arms when the
-  model opens a call (the ``<tool_call>`` token of the Hermes format) and disarms after it.
+- ``tool_choice: "required"`` or a named function is enforced with the format's grammar (Lark
+  with embedded JSON Schemas, compiled by the structured-output machinery), so arguments always
+  validate against the function's ``parameters``: a named function (or
+  ``parallel_tool_calls: false``) gives exactly one call, ``required`` one or more.
+- Under ``auto``, functions with ``strict: true`` are enforced lazily, from the first token of
+  a call: the grammar arms when the model writes the format's ``call_start`` marker, or, for
+  formats with bare calls, when it begins a ``{`` at the start of the output or after a call;
+  it disarms after the call. A format that cannot enforce ``strict`` is a 400 on ``tools``.
+- Under ``auto`` with a JSON answer format (``response_format`` and its spellings), one
+  grammar binds the output to calls (``strict`` arguments enforced) or an answer in the format.
 - With a reasoning parser, a constraint (a forced call or a response format) arms only after
-  the reasoning ends (``</think>``), so it binds the answer and not the thinking.
+  the reasoning ends (its ``close_tag``), so it binds the answer and not the thinking.
 """
 
 from __future__ import annotations
@@ -17,13 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from pampero.constraints.base import ConstraintSpec
 from pampero.errors import InvalidRequestError, UnsupportedParameter
-from pampero.inference import ConstraintSource, Tokenizer
+from pampero.inference import ConstraintSource, SamplingParams, Tokenizer
 from pampero.parsers import (
     OutputParser,
+    ToolParserFactory,
     create_output_parser,
     detect_reasoning_parser,
     detect_tool_parser,
@@ -32,11 +40,10 @@ from pampero.parsers import (
 )
 from pampero.protocol import ChatCompletionRequest
 from pampero.protocol.tools import NamedToolChoice
-from pampero.sampling.constraint import LazyConstraint
+from pampero.sampling.constraint import BareCalls, LazyConstraint
 from pampero.serving.hub import ServedModel
-
-_REASONING_END = "</think>"
-_HERMES_OPEN = "<tool_call>"
+from pampero.serving.repeats import DistinctCalls
+from pampero.serving.structured import Constraints, constraint_spec
 
 
 @dataclass
@@ -50,6 +57,9 @@ class ToolPlan:
     include_reasoning: bool
     spec: ConstraintSpec | None = None  # a forced or strict tool-call grammar
     lazy_tool_call: bool = False  # the spec is the body of one call, armed by its opening token
+    bare_spec: ConstraintSpec | None = None  # one call written as a bare object, from its "{"
+    bare_gap: str | None = None  # what may separate bare calls in a row
+    distinct_calls: bool = False  # forced parallel calls: an identical repeat ends the output
     banned_ids: list[int] = field(default_factory=list)
     keep_ids: frozenset[int] = frozenset()
 
@@ -64,6 +74,7 @@ class ToolPlan:
             prompt=self.prompt_text,
             enable_thinking=self.enable_thinking,
             include_reasoning=self.include_reasoning,
+            distinct_calls=self.distinct_calls,
         )
 
 
@@ -154,8 +165,7 @@ def _as_reasoning_sees_it(
     if reasoning_name is None or not request.continue_final_message:
         return prompt_text
     parser = reasoning_parser(reasoning_name)
-    open_tag: str = getattr(parser, "open_tag", "<think>")
-    close_tag: str = getattr(parser, "close_tag", _REASONING_END)
+    open_tag, close_tag = parser.open_tag, parser.close_tag
     final = final_message_text(request).strip()
     if not prompt_text.endswith(final):
         return prompt_text
@@ -166,24 +176,34 @@ def _as_reasoning_sees_it(
 
 
 def when_to_constrain(
-    plan: ToolPlan, compiled: ConstraintSource, tokenizer: Tokenizer, *, param: str
+    plan: ToolPlan,
+    compiled: ConstraintSource,
+    tokenizer: Tokenizer,
+    *,
+    param: str,
+    bare: BareCalls | None = None,
 ) -> ConstraintSource:
     """Wrap a compiled constraint so that it binds the right part of the output; ``param``
     names the request field the constraint came from, for the 400 when it cannot."""
+    reasoning = reasoning_parser(plan.reasoning_parser) if plan.reasoning_parser else None
     if plan.lazy_tool_call:
+        start = tool_parser(plan.tool_parser).call_start if plan.tool_parser else None
+        assert start is not None
+        if bare is not None and reasoning is not None:
+            reopen = _one_token(reasoning.close_tag, tokenizer, param)
+            bare = BareCalls(bare.source, bare.opens, bare.gap_ids, reopen_ids=reopen)
         return LazyConstraint(
             compiled,
-            trigger_ids=_one_token(_HERMES_OPEN, tokenizer, param),
+            trigger_ids=_one_token(start, tokenizer, param),
             armed_at_start=False,
             rearm=True,
+            bare=bare,
         )
-    if plan.reasoning_parser is None:
+    if reasoning is None:
         return compiled
-    parser = reasoning_parser(plan.reasoning_parser)
-    open_tag: str = getattr(parser, "open_tag", "<think>")
-    close_tag: str = getattr(parser, "close_tag", _REASONING_END)
+    open_tag, close_tag = reasoning.open_tag, reasoning.close_tag
     tail = plan.prompt_text.rstrip()
-    if tail.endswith(open_tag) or getattr(parser, "starts_open", False):
+    if tail.endswith(open_tag) or reasoning.starts_open:
         return LazyConstraint(
             compiled, trigger_ids=_one_token(close_tag, tokenizer, param), armed_at_start=False
         )
@@ -198,12 +218,50 @@ def when_to_constrain(
     )
 
 
+async def constrain(
+    plan: ToolPlan,
+    request: ChatCompletionRequest,
+    served: ServedModel,
+    constraints: Constraints,
+    params: SamplingParams,
+) -> ConstraintSource | None:
+    """The request's constraint (a tool-call grammar, else its structured-output fields),
+    compiled and wrapped to bind the right part of the output; ``None`` if it has none."""
+    spec = plan.spec or constraint_spec(request)
+    if spec is None:
+        return None
+    compiled: ConstraintSource = await constraints.compile(served, spec, params)
+    tokenizer = served.engine.tokenizer
+    if plan.distinct_calls and plan.tool_parser is not None:
+        compiled = DistinctCalls(compiled, tool_parser(plan.tool_parser), tokenizer)
+    bare = None
+    if plan.bare_spec is not None and plan.bare_gap is not None:
+        bare_compiled = await constraints.compile(served, plan.bare_spec, params)
+        openers = constraints.call_openers(served, plan.bare_gap)
+        bare = BareCalls(bare_compiled, openers.opens, openers.gap_ids)
+    return when_to_constrain(plan, compiled, tokenizer, param=spec.param, bare=bare)
+
+
 def _functions(request: ChatCompletionRequest) -> list[dict[str, Any]]:
     if request.tools:
         return [t.function.model_dump(exclude_none=True) for t in request.tools]
     if request.functions:
         return [f.model_dump(exclude_none=True) for f in request.functions]
     return []
+
+
+def _forced(
+    request: ChatCompletionRequest, functions: list[dict[str, Any]], choice: Any
+) -> tuple[list[dict[str, Any]], bool]:
+    """The functions a call is forced among, and whether several calls may be made."""
+    legacy = request.function_call
+    if isinstance(choice, NamedToolChoice):
+        return [f for f in functions if f["name"] == choice.function.name], False
+    if legacy is not None and not isinstance(legacy, str):
+        return [f for f in functions if f["name"] == legacy.name], False
+    if choice == "required":
+        return functions, request.parallel_tool_calls is not False and legacy is None
+    return [], False
 
 
 def _enforce(
@@ -213,99 +271,78 @@ def _enforce(
     choice: Any,
     tokenizer: Tokenizer,
 ) -> None:
-    legacy = request.function_call
-    if isinstance(choice, NamedToolChoice):
-        forced = [f for f in functions if f["name"] == choice.function.name]
-    elif legacy is not None and not isinstance(legacy, str):
-        forced = [f for f in functions if f["name"] == legacy.name]
-    elif choice == "required":
-        forced = functions
-    else:
-        forced = []
+    assert plan.tool_parser is not None
+    factory = tool_parser(plan.tool_parser)
+    forced, parallel = _forced(request, functions, choice)
     if forced:
         if request.constraint_fields():
             raise InvalidRequestError(
                 "a forced tool call cannot be combined with another structured-output constraint",
                 param=request.constraint_fields()[0],
             )
-        parallel = request.parallel_tool_calls is not False and len(forced) > 0
-        plan.spec = _grammar_spec(plan.tool_parser, forced, parallel=parallel and not legacy)
+        rules = factory.call_rules(forced, strict_only=False, parallel=parallel)
+        if rules is None:
+            raise UnsupportedParameter(
+                f"a forced tool call is not available for the {plan.tool_parser} tool-call format",
+                param="tool_choice",
+            )
+        plan.spec = _lark(f"start: calls\n{rules}", "tool_choice")
+        plan.distinct_calls = parallel
         return
-    strict = [f for f in functions if f.get("strict")]
-    lazy_ok = (
-        plan.tool_parser == "hermes"
-        and not request.constraint_fields()
-        and plan.reasoning_parser is None
-        and len(tokenizer.encode(_HERMES_OPEN)) == 1
-    )
-    if strict and lazy_ok:
-        plan.spec = _hermes_call_body(functions)
-        plan.lazy_tool_call = True
-
-
-def _call_schema(function: dict[str, Any], arguments_key: str) -> dict[str, Any]:
-    parameters = function.get("parameters") or {"type": "object"}
-    return {
-        "type": "object",
-        "properties": {"name": {"const": function["name"]}, arguments_key: parameters},
-        "required": ["name", arguments_key],
-        "additionalProperties": False,
-    }
-
-
-def _schema_json(schema: dict[str, Any]) -> str:
-    try:
-        return orjson.dumps(schema).decode()
-    except orjson.JSONEncodeError:  # orjson stops at 254 levels; constraints allow 128
-        raise InvalidRequestError(
-            "a function's parameters schema nests too deep to be enforced", param="tools"
-        ) from None
-
-
-def _one_of_calls(functions: list[dict[str, Any]], arguments_key: str) -> str:
-    schemas = [_call_schema(f, arguments_key) for f in functions]
-    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    return _schema_json(schema)
-
-
-def _grammar_spec(
-    parser: str | None, functions: list[dict[str, Any]], *, parallel: bool
-) -> ConstraintSpec:
-    if parser == "hermes":
-        call = f'"<tool_call>\\n" %json {_one_of_calls(functions, "arguments")} "\\n</tool_call>"'
-        start = 'call ("\\n" call)*' if parallel else "call"
-        grammar = f"start: {start}\ncall: {call}\n"
-    elif parser == "llama3_json":
-        grammar = f"start: %json {_one_of_calls(functions, 'parameters')}\n"
-    else:
+    if request.constraint_fields():
+        _with_answer_format(plan, request, factory, functions)
+        return
+    if not any(f.get("strict") for f in functions):
+        return
+    start = factory.call_start
+    body = factory.call_grammar(functions, opened=True)
+    if body is None or start is None or len(tokenizer.encode(start)) != 1:
         raise UnsupportedParameter(
-            f"a forced tool call is not available for the {parser} tool-call format",
-            param="tool_choice",
+            f"'strict' functions cannot be enforced in the {plan.tool_parser} tool-call format "
+            "of this model; send them without 'strict'",
+            param="tools",
         )
-    return ConstraintSpec(
-        kind="grammar",
-        value=grammar,
-        param="tool_choice",
-        grammar_syntax="lark",
-        backend="guidance",
-    )
+    plan.spec = _lark(body, "tools")
+    plan.lazy_tool_call = True
+    gap = factory.bare_call_gap
+    bare = factory.call_grammar(functions, opened=False) if gap is not None else None
+    if bare is not None:
+        plan.bare_spec = _lark(bare, "tools")
+        plan.bare_gap = gap
 
 
-def _hermes_call_body(functions: list[dict[str, Any]]) -> ConstraintSpec:
-    schemas = [
-        _call_schema(f, "arguments")
-        if f.get("strict")
-        else {
-            "type": "object",
-            "properties": {"name": {"const": f["name"]}, "arguments": {"type": "object"}},
-            "required": ["name", "arguments"],
-        }
-        for f in functions
-    ]
-    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    grammar = f'start: "\\n" %json {_schema_json(schema)} "\\n</tool_call>"\n'
+def _with_answer_format(
+    plan: ToolPlan,
+    request: ChatCompletionRequest,
+    factory: ToolParserFactory,
+    functions: list[dict[str, Any]],
+) -> None:
+    """Under ``auto``, tools and a JSON answer format: the output is calls (``strict``
+    functions' arguments enforced) or an answer in the format, both bound by one grammar."""
+    answer = constraint_spec(request)
+    assert answer is not None
+    rules = factory.call_rules(functions, strict_only=True, parallel=True)
+    if (
+        rules is None
+        or answer.kind not in ("json_schema", "json_object")
+        or (answer.backend not in ("auto", "guidance") or answer.whitespace_pattern is not None)
+    ):
+        if not any(f.get("strict") for f in functions):
+            return  # the answer format alone binds the output, as without tools
+        raise UnsupportedParameter(
+            f"{answer.param} cannot be combined with tool calls in the {plan.tool_parser} "
+            "format: only a JSON schema or JSON object answer format can be enforced together "
+            "with the calls; send tool_choice 'none' to answer in the format",
+            param=answer.param,
+        )
+    schema = answer.value if answer.kind == "json_schema" else '{"type": "object"}'
+    grammar = f"start: calls | call_answer\ncall_answer: %json {schema}\n{rules}"
+    plan.spec = _lark(grammar, answer.param)
+
+
+def _lark(grammar: str, param: str) -> ConstraintSpec:
     return ConstraintSpec(
-        kind="grammar", value=grammar, param="tools", grammar_syntax="lark", backend="guidance"
+        kind="grammar", value=grammar, param=param, grammar_syntax="lark", backend="guidance"
     )
 
 

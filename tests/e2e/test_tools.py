@@ -198,12 +198,16 @@ def test_auto_gives_content_or_calls_never_markup(api, prompt, fields):
     choice = answer["choices"][0]
     no_markup(choice["message"]["content"])
     if choice["message"]["tool_calls"]:
-        for call in choice["message"]["tool_calls"]:
+        calls = choice["message"]["tool_calls"]
+        for call in calls:
             assert call["function"]["name"] in SCHEMAS
-            assert isinstance(json.loads(call["function"]["arguments"]), dict)
         # The small model may start yet another call after its first ones; when max_tokens cuts
-        # that one off, the complete calls come back and the finish says the answer was cut.
+        # that one off, it comes back with the arguments written so far (not closed), and the
+        # finish says the answer was cut.
         assert choice["finish_reason"] in ("tool_calls", "length")
+        complete = calls if choice["finish_reason"] == "tool_calls" else calls[:-1]
+        for call in complete:
+            assert isinstance(json.loads(call["function"]["arguments"]), dict)
         if choice["finish_reason"] == "length":
             assert answer["usage"]["completion_tokens"] == 60
     else:
@@ -242,6 +246,131 @@ def test_parallel_tool_calls_false_makes_one_call(api):
         max_tokens=80,
     )
     assert len(checked_calls(one["choices"][0])) == 1
+
+
+# --- calls an agent loop can trust (issue 18), with the openai SDK -------------------------
+
+
+def call_key(call):
+    return call.function.name, json.loads(call.function.arguments)
+
+
+def test_a_named_choice_makes_exactly_one_call(server):
+    fields = {"model": MODEL_ID, "tools": [WEATHER, FLIGHT], "temperature": 0, "max_tokens": 200}
+    with sdk(server) as client:
+        for prompt in (TWO_CITIES, PARIS):
+            completion = spec_checked(
+                client.chat.completions.create(
+                    messages=[{"role": "user", "content": prompt}],
+                    tool_choice=named("get_weather"),
+                    **fields,
+                )
+            )
+            choice = completion.choices[0]
+            assert choice.finish_reason == "tool_calls"
+            (call,) = choice.message.tool_calls
+            assert call.function.name == "get_weather"
+            jsonschema.validate(json.loads(call.function.arguments), SCHEMAS["get_weather"])
+
+
+@pytest.mark.parametrize("prompt", [PARIS, TWO_CITIES])
+def test_required_never_repeats_an_identical_call(server, prompt):
+    """The 0.5B model loops its first call after a newline; the first identical repeat ends
+    the output, so the calls are distinct and the answer ends long before max_tokens."""
+    fields = {"model": MODEL_ID, "tools": [WEATHER], "temperature": 0, "max_tokens": 300}
+    messages = [{"role": "user", "content": prompt}]
+    with sdk(server) as client:
+        completion = spec_checked(
+            client.chat.completions.create(messages=messages, tool_choice="required", **fields)
+        )
+        content, streamed, finish = streamed_turn(
+            client, messages, tool_choice="required", **fields
+        )
+    choice = completion.choices[0]
+    keys = [call_key(call) for call in choice.message.tool_calls]
+    assert keys and all(keys.count(key) == 1 for key in keys), keys
+    assert choice.finish_reason == "tool_calls"
+    assert completion.usage.completion_tokens < 300
+    assert finish == "tool_calls" and not content
+    assert [
+        (c["function"]["name"], json.loads(c["function"]["arguments"]))
+        for c in (streamed[i] for i in sorted(streamed))
+    ] == keys
+
+
+def test_a_call_cut_by_max_tokens_keeps_its_raw_arguments(server):
+    fields = {"model": MODEL_ID, "tools": [WEATHER], "temperature": 0}
+    messages = [{"role": "user", "content": PARIS}]
+    named_weather = named("get_weather")
+    with sdk(server) as client:
+        create = client.chat.completions.create
+        whole = create(messages=messages, tool_choice=named_weather, max_tokens=100, **fields)
+        complete = whole.choices[0].message.tool_calls[0].function.arguments
+        budget = whole.usage.completion_tokens - 5  # inside the arguments, before "}}"
+        cut = spec_checked(
+            create(messages=messages, tool_choice=named_weather, max_tokens=budget, **fields)
+        )
+        content, streamed, finish = streamed_turn(
+            client, messages, tool_choice=named_weather, max_tokens=budget, **fields
+        )
+    assert not content
+    choice = cut.choices[0]
+    assert choice.finish_reason == "length" and finish == "length"
+    (call,) = choice.message.tool_calls
+    written = call.function.arguments
+    # The text the model wrote before the cut: never closed into valid-looking arguments.
+    assert complete.startswith(written) and written != complete, (written, complete)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(written)
+    assert streamed[0]["function"]["arguments"] == written
+
+
+def test_strict_calls_validate_bare_or_tagged(server):
+    """Under auto, the 0.5B model often writes the call object with no tag; a strict
+    function's arguments validate either way, and no call is left in content."""
+    strict = function(**{**FLIGHT["function"], "strict": True})
+    fields = {"model": MODEL_ID, "tools": [strict], "temperature": 0, "max_tokens": 150}
+    with sdk(server) as client:
+        for prompt in (BOOK, "Fly me from Lima to Quito, just me, economy."):
+            completion = spec_checked(
+                client.chat.completions.create(
+                    messages=[{"role": "user", "content": prompt}], **fields
+                )
+            )
+            message = completion.choices[0].message
+            no_markup(message.content)
+            assert '"name"' not in (message.content or ""), message.content
+            for call in message.tool_calls or []:
+                jsonschema.validate(json.loads(call.function.arguments), SCHEMAS["book_flight"])
+
+
+def test_strict_tools_and_response_format_both_bind(server):
+    answer = {
+        "type": "object",
+        "properties": {"summary": {"type": "string"}, "cities": {"type": "integer"}},
+        "required": ["summary", "cities"],
+        "additionalProperties": False,
+    }
+    strict = function(**{**WEATHER["function"], "strict": True})
+    response_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": answer}}
+    with sdk(server) as client:
+        for prompt in (PARIS, "Say hello."):
+            completion = spec_checked(
+                client.chat.completions.create(
+                    model=MODEL_ID,
+                    messages=[{"role": "user", "content": prompt}],
+                    tools=[strict],
+                    response_format=response_format,
+                    temperature=0,
+                    max_tokens=150,
+                )
+            )
+            message = completion.choices[0].message
+            if message.tool_calls:
+                for call in message.tool_calls:
+                    jsonschema.validate(json.loads(call.function.arguments), SCHEMAS["get_weather"])
+            elif completion.choices[0].finish_reason == "stop":
+                jsonschema.validate(json.loads(message.content), answer)
 
 
 # --- streaming -----------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Modelled on vLLM's ``tests/tool_parsers/common_tests.py``, for every realistic o
    the one-shot result is the expected message;
 2. a call's first delta carries its index, id and name; later ones argument fragments only,
    in index order;
-3. the concatenated fragments are the call's arguments, a JSON object;
+3. the concatenated fragments are the call's arguments, a JSON object, or for a call cut off
+   by the end of the output, the text written so far (a prefix of one, never completed);
 4. no markup in content or reasoning, unless the case is one whose markup is not a call;
 5. ids are ``call_`` and 24 random alphanumerics, distinct;
 6. streaming is incremental: held-back text stays bounded;
@@ -39,6 +40,7 @@ from pampero.parsers import (
     tool_parser,
 )
 from pampero.parsers.base import IdFactory, ToolParser, new_call_id
+from pampero.parsers.jsonscan import JsonScanner
 
 MARKUP = (
     "<tool_call>",
@@ -93,6 +95,10 @@ LENIENT = '{"pattern": "\\\\d+", "text": "line 1\\nline 2\\tend", "flag": true, 
 
 def tc(name: str, arguments: str) -> str:
     return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+def bare(name: str, arguments: str) -> str:
+    return f'{{"name": "{name}", "arguments": {arguments}}}'
 
 
 HERMES = [
@@ -164,12 +170,12 @@ HERMES = [
         "unterminated-call",
         'On it.\n<tool_call>\n{"name": "f", "arguments": {"city": "Par',
         content="On it.",
-        calls=(("f", '{"city": "Par"}'),),
+        calls=(("f", '{"city": "Par'),),
     ),
     Case(
         "unterminated-in-escape",
         '<tool_call>\n{"name": "f", "arguments": {"q": "a\\u00',
-        calls=(("f", '{"q": "a"}'),),
+        calls=(("f", '{"q": "a\\u00'),),
     ),
     Case(
         "not-json",
@@ -196,6 +202,43 @@ HERMES = [
         markup_in_text=True,
     ),
     Case("partial-tag-at-end", "Hello <tool_", content="Hello <tool_"),
+    # All or none: every call of several in a row is a call, tagged, bare or fenced alike.
+    Case(
+        "bare-calls-in-a-row",
+        bare("get_weather", W) + "\n" + bare("get_time", '{"tz": "UTC"}') + "\n",
+        calls=(("get_weather", W), ("get_time", '{"tz": "UTC"}')),
+    ),
+    Case(
+        "bare-calls-no-gap",
+        bare("a", "{}") + bare("b", '{"x": 1}'),
+        calls=(("a", "{}"), ("b", '{"x": 1}')),
+    ),
+    Case(
+        "tagged-then-bare",
+        tc("get_weather", W) + "\n" + bare("get_time", '{"tz": "UTC"}'),
+        calls=(("get_weather", W), ("get_time", '{"tz": "UTC"}')),
+    ),
+    Case(
+        "bare-then-tagged",
+        bare("get_weather", W) + "\n" + tc("get_time", '{"tz": "UTC"}'),
+        calls=(("get_weather", W), ("get_time", '{"tz": "UTC"}')),
+    ),
+    Case(
+        "fenced-calls-in-a-row",
+        f"```json\n{bare('a', W)}\n```\n```json\n{bare('b', '{}')}\n```",
+        calls=(("a", W), ("b", "{}")),
+    ),
+    Case(
+        "call-then-json-answer",
+        tc("get_weather", W) + '\n{"answer": 4}',
+        content='\n{"answer": 4}',
+        calls=(("get_weather", W),),
+    ),
+    Case(
+        "bare-call-cut-off",
+        bare("a", "{}") + '\n{"name": "get_weather", "arguments": {"city": "Par',
+        calls=(("a", "{}"), ("get_weather", '{"city": "Par')),
+    ),
     Case(
         "markup-inside-arguments",
         tc("echo", '{"s": "</tool_call><tool_call>"}'),
@@ -256,7 +299,7 @@ LLAMA3 = [
     Case(
         "unterminated-call",
         '{"name": "f", "parameters": {"q": "abc',
-        calls=(("f", '{"q": "abc"}'),),
+        calls=(("f", '{"q": "abc'),),
     ),
     Case(
         "broken-arguments",
@@ -313,12 +356,12 @@ MISTRAL = [
     Case(
         "unterminated-list",
         '[TOOL_CALLS] [{"name": "f", "arguments": {"a": "b',
-        calls=(("f", '{"a": "b"}'),),
+        calls=(("f", '{"a": "b'),),
     ),
     Case(
         "unterminated-v13",
         '[TOOL_CALLS]f[ARGS]{"a": [1, 2',
-        calls=(("f", '{"a": [1, 2]}'),),
+        calls=(("f", '{"a": [1, 2'),),
         streams_arguments=False,
     ),
     Case(
@@ -453,6 +496,48 @@ R1_HERMES = [
     ),
 ]
 
+R = '{"city": "Rome", "unit": "celsius"}'
+# With distinct_calls (tool_choice "required"): a call identical to an earlier one is dropped.
+DISTINCT = {
+    "hermes": (tc, "\n"),
+    "llama3_json": (lj, "; "),
+}
+
+
+def cut_after(text: str, part: str) -> str:
+    return text[: text.index(part) + len(part)]
+
+
+def distinct_cases(tools: str) -> list[Case]:
+    call, gap = DISTINCT[tools]
+    return [
+        Case(
+            "identical-repeat-dropped",
+            gap.join([call("get_weather", W), call("get_weather", W)]),
+            calls=(("get_weather", W),),
+            streams_arguments=False,
+        ),
+        Case(
+            "same-function-other-arguments-kept",
+            gap.join([call("get_weather", W), call("get_weather", R), call("get_weather", W)]),
+            calls=(("get_weather", W), ("get_weather", R)),
+            streams_arguments=False,
+        ),
+        Case(
+            "other-functions-kept",
+            gap.join([call("get_weather", W), call("get_time", "{}"), call("get_weather", R)]),
+            calls=(("get_weather", W), ("get_time", "{}"), ("get_weather", R)),
+            streams_arguments=False,
+        ),
+        Case(
+            "repeat-cut-off",  # the output ends inside a repeat: it is no repeat yet
+            gap.join([call("get_weather", W), cut_after(call("get_weather", W), '"cels')]),
+            calls=(("get_weather", W), ("get_weather", '{"city": "Paris", "unit": "cels')),
+            streams_arguments=False,
+        ),
+    ]
+
+
 TOOL_CASES: dict[str, list[Case]] = {
     "hermes": HERMES,
     "llama3_json": LLAMA3,
@@ -488,6 +573,12 @@ def pipeline_factory(reasoning: str, tools: str) -> Factory:
     )
 
 
+def distinct_factory(tools: str) -> Factory:
+    return lambda ids: create_output_parser(
+        tool_parser_name=tools, id_factory=ids, distinct_calls=True
+    )
+
+
 def subjects() -> Iterator[tuple[str, Factory, Case]]:
     for name in sorted(available_tool_parsers()):
         for case in GENERIC + TOOL_CASES.get(name, []):
@@ -503,6 +594,9 @@ def subjects() -> Iterator[tuple[str, Factory, Case]]:
             yield f"think+{tools}", pipeline_factory("think", tools), case
     for case in R1_HERMES:
         yield "deepseek_r1+hermes", pipeline_factory("deepseek_r1", "hermes"), case
+    for tools in sorted(DISTINCT):
+        for case in distinct_cases(tools):
+            yield f"distinct+{tools}", distinct_factory(tools), case
 
 
 SUBJECTS = list(subjects())
@@ -595,13 +689,31 @@ def test_delta_shape(factory: Factory, case: Case) -> None:
                     assert piece.arguments, "a later delta carries an argument fragment"
 
 
+def assert_arguments(arguments: str, *, last: bool) -> None:
+    """A call's arguments are a JSON object; only the output's last call may have been cut off
+    (``max_tokens``), and then they are the text written so far, a prefix of an object, never
+    closed or completed by the parser."""
+    try:
+        complete = isinstance(json.loads(arguments), dict)
+    except json.JSONDecodeError:
+        complete = False
+    if complete:
+        return
+    assert last, f"only a cut-off last call may have unfinished arguments: {arguments!r}"
+    scanner = JsonScanner()
+    assert arguments == "" or (
+        arguments.startswith("{") and scanner.feed(arguments) == len(arguments)
+    ), arguments
+    assert not scanner.failed and not scanner.done, arguments
+
+
 @pytest.mark.parametrize(("factory", "case"), PARAMS)
 def test_fragments_concatenate_to_json_object_arguments(factory: Factory, case: Case) -> None:
     deltas, message = run(factory, list(case.text))
     for index, call in enumerate(message.tool_calls):
         fragments = [p.arguments for d in deltas for p in d.tool_calls if p.index == index]
         assert "".join(fragments) == call.arguments
-        assert isinstance(json.loads(call.arguments), dict)
+        assert_arguments(call.arguments, last=index == len(message.tool_calls) - 1)
 
 
 @pytest.mark.parametrize(("factory", "case"), CLEAN_PARAMS)
@@ -679,8 +791,8 @@ def assert_invariants(factory: Factory, text: str, rng: random.Random) -> None:
                 started = piece.index
             else:
                 assert piece.name is None and piece.arguments and piece.index <= started
-    for call in expected.tool_calls:
-        assert isinstance(json.loads(call.arguments), dict), (text, call)
+    for index, call in enumerate(expected.tool_calls):
+        assert_arguments(call.arguments, last=index == len(expected.tool_calls) - 1)
 
 
 @pytest.mark.parametrize(("factory", "case"), PARAMS)

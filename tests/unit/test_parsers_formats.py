@@ -181,7 +181,7 @@ def test_a_lone_surrogate_escape_does_not_reach_decoded_text() -> None:
     (call,) = parse_all(HermesToolParser(), text).tool_calls
     assert call.name == "f?"
     (call.name + call.arguments).encode("utf-8")
-    assert json.loads(call.arguments) == {"a": "\ud83d"}
+    assert call.arguments == '{"a": "\\ud83d'  # cut off: the string's text so far
 
 
 def test_hermes_reads_a_bare_call_object_that_begins_the_output() -> None:

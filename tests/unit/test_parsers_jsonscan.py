@@ -178,3 +178,34 @@ def test_nothing_to_close_when_nothing_began() -> None:
     scanner.feed("   ")
     scanner.finish()
     assert scanner.take() == "" and not scanner.started
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ('{"city": "Par', '{"city": "Par'),
+        ('{"city": "Paris", "un', '{"city": "Paris", "un'),
+        ('{"a": [1, 2', '{"a": [1, 2'),
+        ('{"a": 1.', '{"a": 1.'),
+        ('{"a": tr', '{"a": tr'),
+        ('{"q": "a\\', '{"q": "a\\'),
+        ('{"q": "a\\u00', '{"q": "a\\u00'),
+        ('{"a": 1, ', '{"a": 1, '),
+        ("", ""),
+    ],
+)
+def test_cut_hands_out_what_was_written_unclosed(text: str, written: str) -> None:
+    """``max_tokens`` ended the value: the text so far, as written, never closed."""
+    for chunk in (0, 1, 3):
+        scanner = JsonScanner()
+        out = []
+        if chunk:
+            for start in range(0, len(text), chunk):
+                scanner.feed(text[start : start + chunk])
+                out.append(scanner.take())
+        else:
+            scanner.feed(text)
+            out.append(scanner.take())
+        scanner.cut()
+        out.append(scanner.take())
+        assert "".join(out) == written
