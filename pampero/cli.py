@@ -128,6 +128,10 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "media_max_images",
         {"type": int, "help": "most images in one request"},
     ),
+    "--responses-store": (
+        "responses_store_items",
+        {"type": int, "help": "responses kept for previous_response_id (default 1000; 0: none)"},
+    ),
     "--home": ("home", {"help": "where pampero keeps its files (PAMPERO_HOME)"}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }

@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     media_max_concurrency: int = Field(
         default=8, ge=1, description="Image fetches (and decodes) in flight at once."
     )
+    responses_store_items: int = Field(
+        default=1000, ge=0, description="Responses kept for previous_response_id (0: none)."
+    )
+    responses_store_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="Bytes of stored responses, at most."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("media_allow")

@@ -23,6 +23,7 @@ from pampero.backends.catalogue import Catalogue
 from pampero.errors import PamperoError
 from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
+from pampero.responses import ResponsesService, ResponseStore
 from pampero.serving.context import ServingContext
 from pampero.serving.hub import ModelHub
 from pampero.serving.services import Services
@@ -56,6 +57,8 @@ class RequestCounter:
                 path = scope["path"]
                 if path.startswith("/v1/models/"):
                     path = "/v1/models/{model_id}"
+                elif path.startswith(("/v1/responses/", "/responses/")):
+                    path = path[: path.index("responses/") + 10] + "{response_id}"
                 elif path not in self.paths:
                     path = "other"
                 services.context.metrics.requests.labels(path, str(status[0])).inc()
@@ -79,6 +82,13 @@ def create_app(settings: Settings) -> Starlette:
         app.state.services = services
         app.state.catalogue = Catalogue.build(
             BackendEnvironment(settings, services), settings.backends
+        )
+        app.state.responses = ResponsesService(
+            app.state.catalogue,
+            ResponseStore(
+                max_items=settings.responses_store_items,
+                max_bytes=settings.responses_store_bytes,
+            ),
         )
         # Importing and preparing the grammar backends takes seconds: do it while serving.
         warm_up = asyncio.create_task(constraints.warm_up(list(hub)))
