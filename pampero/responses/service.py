@@ -155,7 +155,7 @@ def _skeleton(request: CreateResponseRequest, model: str) -> dict[str, Any]:
     reasoning = None
     if request.reasoning is not None:
         reasoning = {"effort": request.reasoning.effort, "summary": request.reasoning.summary}
-    return {
+    response: dict[str, Any] = {
         "id": new_id("resp"),
         "object": "response",
         "created_at": int(time.time()),
@@ -190,6 +190,8 @@ def _skeleton(request: CreateResponseRequest, model: str) -> dict[str, Any]:
         "top_logprobs": 0,
         "top_p": request.top_p,
         "truncation": "disabled",
-        "user": request.user,
         "metadata": request.metadata or {},
     }
+    if request.user is not None:
+        response["user"] = request.user
+    return response
