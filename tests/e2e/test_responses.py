@@ -48,13 +48,13 @@ def client(server: Any) -> openai.OpenAI:
 
 
 def checked(response: Any) -> dict[str, Any]:
-    body: dict[str, Any] = response.model_dump(mode="json", exclude_unset=True)
+    body: dict[str, Any] = response.model_dump(mode="json", by_alias=True, exclude_unset=True)
     validate_against("Response", body)
     return body
 
 
 def streamed(stream: Any) -> list[dict[str, Any]]:
-    events = [event.model_dump(mode="json", exclude_unset=True) for event in stream]
+    events = [event.model_dump(mode="json", by_alias=True, exclude_unset=True) for event in stream]
     for event in events:
         validate_against("ResponseStreamEvent", event)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
