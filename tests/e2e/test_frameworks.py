@@ -151,20 +151,19 @@ def test_pydantic_ai_tool_then_answer(server: Any, calls: list[tuple[int, int]])
             for part in getattr(message, "parts", ())
         )
 
-    async def only_until_answered(ctx: Any, tools: list[Any]) -> list[Any]:
-        # The output tool is offered once ``add`` has answered, and ``add`` only before: the
+    async def until_answered(ctx: Any, definition: Any) -> Any:
+        # ``add`` is offered until it has answered; then only the output tool is, so the
         # model's repeat call has nowhere to go (see the module docstring).
-        return [] if add_returned(ctx) else tools
+        return None if add_returned(ctx) else definition
 
     agent = pydantic_ai.Agent(
         pydantic_ai_model(server),
         output_type=Answer,
         instructions="Use the add tool, then report its result.",
-        prepare_tools=only_until_answered,
         model_settings={"temperature": 0, "max_tokens": 64},
     )
 
-    @agent.tool_plain
+    @agent.tool_plain(prepare=until_answered)
     def add(a: int, b: int) -> int:
         """Add two integers."""
         calls.append((a, b))
@@ -272,7 +271,7 @@ def test_instructor_structured_output(server: Any, mode: str) -> None:
 
 # LiteLLM's import defines a TypedDict pydantic warns about, and fetches a price list from
 # GitHub unless told to use its bundled copy.
-@pytest.mark.filterwarnings("ignore:Items .* are using the `ReadOnly` qualifier:UserWarning")
+@pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning")
 def test_litellm_tool_then_answer(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     litellm = pytest.importorskip("litellm")
