@@ -232,6 +232,15 @@ class Settings(BaseSettings):
     media_max_concurrency: int = Field(
         default=8, ge=1, description="Image fetches (and decodes) in flight at once."
     )
+    responses_store_items: int = Field(
+        default=1000,
+        ge=0,
+        description="Responses kept for previous_response_id (0: none).",
+        json_schema_extra={"flag": "--responses-store"},
+    )
+    responses_store_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="Bytes of stored responses, at most."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="How much the server logs."
     )

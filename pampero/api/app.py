@@ -29,6 +29,7 @@ from pampero.backends.catalogue import Catalogue
 from pampero.errors import PamperoError
 from pampero.media import ImageSource, MediaPolicy
 from pampero.observability import Metrics
+from pampero.responses import ResponsesService, ResponseStore
 from pampero.serving.context import ServingContext
 from pampero.serving.hub import ModelHub
 from pampero.serving.services import Services
@@ -72,6 +73,8 @@ class RequestCounter:
                 path = scope["path"]
                 if path.startswith("/v1/models/"):
                     path = "/v1/models/{model_id}"
+                elif path.startswith(("/v1/responses/", "/responses/")):
+                    path = path[: path.index("responses/") + 10] + "{response_id}"
                 elif path not in self.paths:
                     path = "other"
                 services.context.metrics.requests.labels(path, str(status[0])).inc()
@@ -97,6 +100,13 @@ def create_app(settings: Settings) -> Starlette:
             BackendEnvironment(settings, services), settings.backends
         )
         lifecycle.on_deadline.append(hub.halt)
+        app.state.responses = ResponsesService(
+            app.state.catalogue,
+            ResponseStore(
+                max_items=settings.responses_store_items,
+                max_bytes=settings.responses_store_bytes,
+            ),
+        )
         # Importing and preparing a grammar backend takes seconds: do it while serving, and only
         # for the backends the settings name (by default auto's first), so that no heavy library
         # (xgrammar brings torch) is loaded before a request or a setting asks for it.

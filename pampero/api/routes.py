@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pampero.api.sse import EventStreamResponse
+from pampero.api.sse import EventStreamResponse, ResponsesFraming
 from pampero.backends import ChatBackend, RequestContext
 from pampero.backends.catalogue import Catalogue
 from pampero.errors import EngineNotReady, UnsupportedParameter
@@ -23,7 +23,10 @@ from pampero.protocol import (
 )
 from pampero.protocol.common import GenerationFields
 from pampero.protocol.replies import Reply
+from pampero.responses import ResponsesReply, ResponsesService, parse_response_request
 from pampero.serving.services import Services
+
+T = TypeVar("T")
 
 
 def _services(request: Request) -> Services:
@@ -46,7 +49,7 @@ def _backend_for(request: Request, fields: GenerationFields) -> ChatBackend:
     return backend
 
 
-async def _until_disconnect(request: Request, work: Awaitable[Reply]) -> Reply | None:
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T | None:
     """Run ``work``; cancel it (aborting its engine request) if the client goes away first."""
     task = asyncio.ensure_future(work)
     receive = request.receive
@@ -94,6 +97,35 @@ async def completions(request: Request) -> Response:
     if parsed.request.stream:
         return _respond(await work)
     return _respond(await _until_disconnect(request, work))
+
+
+def _responses(request: Request) -> ResponsesService:
+    service: ResponsesService = request.app.state.responses
+    return service
+
+
+async def create_response(request: Request) -> Response:
+    context = RequestContext(arrival=time.perf_counter())
+    body = await request.body()
+    parsed = parse_response_request(body, strict=_services(request).context.settings.strict_params)
+    work = _responses(request).create(parsed, context)
+    reply: ResponsesReply | None
+    reply = await work if parsed.request.stream else await _until_disconnect(request, work)
+    if reply is None:
+        return Response(status_code=499)
+    if reply.events is not None:
+        return EventStreamResponse(  # type: ignore[return-value]
+            reply.events, headers=reply.headers, framing=ResponsesFraming()
+        )
+    return JSONResponse(reply.body, headers=reply.headers)
+
+
+async def get_response(request: Request) -> Response:
+    return JSONResponse(_responses(request).get(request.path_params["response_id"]))
+
+
+async def delete_response(request: Request) -> Response:
+    return JSONResponse(_responses(request).delete(request.path_params["response_id"]))
 
 
 async def tokenize(request: Request) -> Response:
@@ -148,6 +180,12 @@ def routes() -> list[BaseRoute]:
         *((path, chat_completions, ["POST"]) for path in _CHAT_PATHS),
         ("/v1/completions", completions, ["POST"]),
         ("/completions", completions, ["POST"]),
+        ("/v1/responses", create_response, ["POST"]),
+        ("/responses", create_response, ["POST"]),
+        ("/v1/responses/{response_id}", get_response, ["GET"]),
+        ("/responses/{response_id}", get_response, ["GET"]),
+        ("/v1/responses/{response_id}", delete_response, ["DELETE"]),
+        ("/responses/{response_id}", delete_response, ["DELETE"]),
         ("/v1/models", list_models, ["GET"]),
         ("/v1/models/{model_id:path}", get_model, ["GET"]),
         ("/tokenize", tokenize, ["POST"]),

@@ -9,13 +9,17 @@ Starlette's own streaming response, under ASGI 2.4 servers, only learns of a dis
 write fails; during a long prefill nothing is written, so the sequence would hold its slot.
 ``EventStreamResponse`` listens for ``http.disconnect`` while it streams and cancels the chunk
 iterator at once, which aborts the engine request within one step.
+
+The Responses API frames its events differently (``ResponsesFraming``): each event is
+``event: <type>`` plus ``data: {json}``, there is no ``[DONE]``, and a failure after the start
+is an ``error`` event with the next ``sequence_number``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -34,29 +38,83 @@ def event(payload: Mapping[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-async def encode(chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
-    """``chunks`` as SSE events and ``[DONE]``; a failure becomes an in-band error event."""
+class Framing(Protocol):
+    """How one API turns its payloads into SSE bytes."""
+
+    end: bytes
+
+    def frame(self, payload: Mapping[str, Any]) -> bytes: ...
+
+    def error(self, error: PamperoError) -> bytes: ...
+
+
+class ChatFraming:
+    """Chat and completions: ``data: {json}`` events, ``{"error": ...}``, ``[DONE]``."""
+
+    end = DONE
+
+    def frame(self, payload: Mapping[str, Any]) -> bytes:
+        return event(payload)
+
+    def error(self, error: PamperoError) -> bytes:
+        return event(error.to_body())
+
+
+class ResponsesFraming:
+    """The Responses API: named events, an ``error`` event, no ``[DONE]``."""
+
+    end = b""
+
+    def __init__(self) -> None:
+        self.next_sequence = 0
+
+    def frame(self, payload: Mapping[str, Any]) -> bytes:
+        self.next_sequence = int(payload.get("sequence_number", self.next_sequence - 1)) + 1
+        name = str(payload.get("type", "message")).encode()
+        return b"event: " + name + b"\n" + event(payload)
+
+    def error(self, error: PamperoError) -> bytes:
+        return self.frame(
+            {
+                "type": "error",
+                "code": error.code,
+                "message": error.message,
+                "param": error.param,
+                "sequence_number": self.next_sequence,
+            }
+        )
+
+
+async def encode(
+    chunks: AsyncIterator[Mapping[str, Any]], framing: Framing | None = None
+) -> AsyncIterator[bytes]:
+    """``chunks`` as SSE events and the end marker; a failure becomes an in-band error."""
+    framing = framing or ChatFraming()
     try:
         async for chunk in chunks:
-            yield event(chunk)
+            yield framing.frame(chunk)
     except PamperoError as exc:
-        yield event(exc.to_body())
+        yield framing.error(exc)
     except Exception as exc:  # an unexpected failure must still end the stream visibly
         log.exception("stream failed")
-        yield event(EngineError(f"generation failed: {type(exc).__name__}").to_body())
+        yield framing.error(EngineError(f"generation failed: {type(exc).__name__}"))
     finally:
         await _close(chunks)
-    yield DONE
+    if framing.end:
+        yield framing.end
 
 
 class EventStreamResponse:
     """An ASGI response streaming ``chunks`` as ``text/event-stream``."""
 
     def __init__(
-        self, chunks: AsyncIterator[Chunk], headers: Mapping[str, str] | None = None
+        self,
+        chunks: AsyncIterator[Chunk] | AsyncIterator[dict[str, Any]],
+        headers: Mapping[str, str] | None = None,
+        framing: Framing | None = None,
     ) -> None:
         self.chunks = chunks
-        self.body = encode(chunks)
+        self.body = encode(chunks, framing)
         self.headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),

@@ -48,7 +48,10 @@ MODEL_EXTRAS = frozenset({"root", "parent", "max_model_len", "context_length", "
 
 
 def serve_command(*flags: str) -> list[str]:
-    return [sys.executable, "-m", "pampero", "serve", "--config", str(CONFIG), *flags]
+    # A test environment without the server's extras (a venv holding only the agent
+    # frameworks) can run the servers on another interpreter.
+    python = os.environ.get("PAMPERO_TEST_SERVER_PYTHON", sys.executable)
+    return [python, "-m", "pampero", "serve", "--config", str(CONFIG), *flags]
 
 
 def free_port() -> int:

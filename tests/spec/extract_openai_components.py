@@ -27,6 +27,8 @@ ROOTS = (
     "ListModelsResponse",
     "Model",
     "ErrorResponse",
+    "Response",
+    "ResponseStreamEvent",
 )
 REF_PREFIX = "#/components/schemas/"
 OUTPUT = Path(__file__).with_name("openai-components.json")

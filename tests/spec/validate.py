@@ -8,7 +8,9 @@
 The schemas come from ``openai-components.json`` (see ``extract_openai_components.py``).
 OpenAPI 3.1 is JSON Schema 2020-12 apart from a few leftovers this module converts:
 ``nullable: true`` (an OpenAPI 3.0 keyword the spec still uses) becomes ``anyOf [..., null]``,
-and ``#/components/schemas/X`` references become ``#/$defs/X``. ``discriminator`` and ``x-*``
+``#/components/schemas/X`` references become ``#/$defs/X``, and draft 2019-09's
+``$recursiveRef: "#"`` (one Responses filter schema uses it) becomes a ``$ref`` to the schema it
+sits in. ``discriminator`` and ``x-*``
 annotations are left in place; JSON Schema ignores them.
 
 The spec's object schemas do not set ``additionalProperties``, so by default extra fields
@@ -79,7 +81,9 @@ def _validator(schema_name: str, allow_extra: frozenset[str] | None) -> Draft202
     schemas = _load()["components"]["schemas"]
     if schema_name not in schemas:
         raise KeyError(f"no schema {schema_name!r}; known: {', '.join(schema_names())}")
-    defs = {name: to_json_schema(schema, allow_extra) for name, schema in schemas.items()}
+    defs = {
+        name: to_json_schema(schema, allow_extra, home=name) for name, schema in schemas.items()
+    }
     root = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$defs": defs,
@@ -89,13 +93,19 @@ def _validator(schema_name: str, allow_extra: frozenset[str] | None) -> Draft202
     return Draft202012Validator(root)
 
 
-def to_json_schema(node: Any, allow_extra: frozenset[str] | None = None) -> Any:
-    """One OpenAPI 3.x schema converted to JSON Schema 2020-12; see the module docstring."""
+def to_json_schema(
+    node: Any, allow_extra: frozenset[str] | None = None, home: str | None = None
+) -> Any:
+    """One OpenAPI 3.x schema converted to JSON Schema 2020-12; see the module docstring.
+    ``home`` names the component ``node`` belongs to (the target of ``$recursiveRef``)."""
     if isinstance(node, list):
-        return [to_json_schema(item, allow_extra) for item in node]
+        return [to_json_schema(item, allow_extra, home) for item in node]
     if not isinstance(node, dict):
         return node
-    converted = {key: to_json_schema(value, allow_extra) for key, value in node.items()}
+    converted = {key: to_json_schema(value, allow_extra, home) for key, value in node.items()}
+    converted.pop("$recursiveAnchor", None)
+    if converted.pop("$recursiveRef", None) == "#" and home is not None:
+        converted["$ref"] = f"#/$defs/{home}"
     ref = converted.get("$ref")
     if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
         converted["$ref"] = "#/$defs/" + ref.removeprefix(_REF_PREFIX)
