@@ -30,6 +30,8 @@ Code that wants a status branches on the type, never on the message text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class PamperoError(Exception):
     """Base of every error pampero reports to a client."""
@@ -110,6 +112,14 @@ class NotFoundError(PamperoError):
 
 class ModelNotFound(NotFoundError):
     default_code = "model_not_found"
+
+    @classmethod
+    def among(cls, name: str, available: Iterable[str]) -> ModelNotFound:
+        """The 404 for a request's ``model`` that names none of ``available``."""
+        return cls(
+            f"The model '{name[:200]}' does not exist. Available: {', '.join(sorted(available))}",
+            param="model",
+        )
 
 
 class PayloadTooLarge(PamperoError):

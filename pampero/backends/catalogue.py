@@ -53,11 +53,7 @@ class Catalogue:
     def resolve(self, name: str) -> ChatBackend:
         backend = self._names.get(name)
         if backend is None:
-            raise ModelNotFound(
-                f"The model '{name[:200]}' does not exist. Available: "
-                f"{', '.join(sorted(self._names))}",
-                param="model",
-            )
+            raise ModelNotFound.among(name, self._names)
         return backend
 
     def cards(self) -> list[tuple[str, ModelCard]]:

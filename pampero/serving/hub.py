@@ -55,11 +55,7 @@ class ModelHub:
     def get(self, name: str) -> ServedModel:
         served = self._names.get(name)
         if served is None:
-            raise ModelNotFound(
-                f"The model '{name[:200]}' does not exist. Available: "
-                f"{', '.join(sorted(self._names))}",
-                param="model",
-            )
+            raise ModelNotFound.among(name, self._names)
         return served
 
     def names(self) -> dict[str, ServedModel]:
