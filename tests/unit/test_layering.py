@@ -61,3 +61,10 @@ def test_relative_imports_are_not_used() -> None:
         assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)), (
             f"{path}: use absolute imports"
         )
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # The test folders are not packages: pytest imports each file by its basename, so two
+    # files of one name in different folders stop the whole run at collection.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
