@@ -69,7 +69,8 @@ class ChatService:
         )
         envelope = Envelope(completion_id("chatcmpl"), served.id, fingerprint(served.id))
         names = TokenNames(engine.tokenizer, as_ids=request.return_tokens_as_token_ids)
-        headers = ignored_header([*parsed.ignored, *no_effect_fields(request)])
+        unused = prompter.unused_fields(request)
+        headers = ignored_header([*parsed.ignored, *no_effect_fields(request), *unused])
         if request.stream:
             if images:  # see Generation.wait_started
                 await generation.wait_started()

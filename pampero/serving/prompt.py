@@ -65,7 +65,7 @@ class Prompter:
             documents=request.documents,
             add_generation_prompt=request.add_generation_prompt,
             continue_final_message=request.continue_final_message,
-            template_kwargs=request.chat_template_kwargs,
+            template_kwargs=_template_kwargs(request),
             media=(lambda _part, _param: image_marker) if image_marker else None,
         )
         add_special = bool(getattr(request, "add_special_tokens", False))
@@ -73,6 +73,24 @@ class Prompter:
             rendered, self.tokenizer, add_special=add_special, image_marker=image_marker
         )
         return RenderedChat(rendered.text, tokens)
+
+    def unused_fields(self, request: ChatTemplateFields) -> list[str]:
+        """Fields sent for the template that this model's template never reads (vLLM hands
+        ``reasoning_effort`` to the template; one that does not mention it ignores it)."""
+        effort = getattr(request, "reasoning_effort", None)
+        if effort is not None and "reasoning_effort" not in (self.source or ""):
+            return ["reasoning_effort"]
+        return []
+
+
+def _template_kwargs(request: ChatTemplateFields) -> dict[str, Any] | None:
+    """The client's template kwargs, plus ``reasoning_effort`` as vLLM passes it (a value in
+    ``chat_template_kwargs`` wins)."""
+    kwargs = request.chat_template_kwargs
+    effort = getattr(request, "reasoning_effort", None)
+    if effort is None or (kwargs and "reasoning_effort" in kwargs):
+        return kwargs
+    return {**(kwargs or {}), "reasoning_effort": effort}
 
 
 def _tools(request: ChatTemplateFields) -> list[dict[str, Any]] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -136,3 +137,27 @@ def test_an_engine_failure_mid_stream_is_an_in_band_error(client: TestClient) ->
     assert b'"content":"' in raw  # it had started: the error came in band
     assert b'"finish_reason":"length"' not in raw  # never a clean end
     assert client.post("/v1/chat/completions", json=chat()).status_code == 200
+
+
+def test_reasoning_effort_a_template_never_reads_is_reported_not_dropped(
+    client: TestClient,
+) -> None:
+    response = client.post("/v1/chat/completions", json=chat(reasoning_effort="low"))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-pampero-ignored-params"] == "reasoning_effort"
+    plain = client.post("/v1/chat/completions", json=chat())
+    assert "x-pampero-ignored-params" not in plain.headers
+
+
+def test_reasoning_effort_reaches_the_template_as_vllm_passes_it() -> None:
+    from pampero.protocol import parse_chat_request
+    from pampero.serving.prompt import _template_kwargs
+
+    def kwargs(**fields: Any) -> dict[str, Any] | None:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **fields}
+        return _template_kwargs(parse_chat_request(orjson.dumps(body), strict=False).request)
+
+    assert kwargs() is None
+    assert kwargs(reasoning_effort="high") == {"reasoning_effort": "high"}
+    both = kwargs(reasoning_effort="high", chat_template_kwargs={"reasoning_effort": "low"})
+    assert both == {"reasoning_effort": "low"}
