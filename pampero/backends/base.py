@@ -27,6 +27,7 @@ Example: a backend that answers every chat with the last user message (a test ru
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -102,16 +103,18 @@ class ChatBackend(Protocol):
         ...
 
 
-class BackendBase:
-    """Defaults for a ``ChatBackend``: fields checked against the card, no completions."""
+class BackendBase(ABC):
+    """Defaults for a ``ChatBackend``: fields checked against the card, no completions. A
+    subclass sets ``card`` and implements ``chat``."""
 
     card: ModelCard
 
     def unsupported(self, request: GenerationFields) -> list[str]:
         return unsupported_fields(self.card, request)
 
+    @abstractmethod
     async def chat(self, parsed: Parsed[ChatCompletionRequest], context: RequestContext) -> Reply:
-        raise NotImplementedError
+        """Answer one validated chat request (see ``ChatBackend.chat``)."""
 
     async def complete(self, parsed: Parsed[CompletionRequest], context: RequestContext) -> Reply:
         raise NotFoundError(
