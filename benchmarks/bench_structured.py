@@ -8,10 +8,16 @@ Three tables in one run:
 2. **Decode speed under a JSON Schema** against unconstrained decoding, same prompt, same
    length (``min_tokens`` = ``max_tokens`` for the unconstrained run), for every backend.
 3. **JSONSchemaBench coverage**: for a fixed, seeded sample of each split's schemas, each schema
-   is sent unmodified as ``response_format: {"type": "json_schema", ...}`` with the backend named
-   in ``guided_decoding_backend``. *Declared coverage* is the share the server accepted (200, not
-   400); *compliance* is the share whose output parses as JSON and validates under JSON Schema
-   Draft 2020-12 with format checking. An output cut by ``max_tokens`` counts as a failure.
+   is sent unmodified as ``response_format: {"type": "json_schema", ...}`` (without ``strict``,
+   OpenAI's default, unless ``--strict``) with the backend named in ``guided_decoding_backend``.
+   *Declared coverage* is the share the server accepted (anything but a 400: a 422, an output
+   that failed the check after generation, is accepted and not compliant); *compliance* is the
+   share whose output parses as JSON and validates under JSON Schema Draft 2020-12 with format
+   checking. An output cut by ``max_tokens`` counts as a failure.
+4. **Time per token under each schema**: every coverage request is streamed, and the gaps
+   between its content deltas are pooled per split (p50/p99, and the worst schema's p99);
+   beside them, the same prompts unconstrained at the same concurrency. An answer checked after
+   generation arrives at once, so its time per token is its whole time over its tokens.
 
     .venv/bin/python benchmarks/bench_structured.py --per-split 30 --write docs/benchmarks.md
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -45,7 +52,15 @@ from bench_serving import (
 BACKENDS = ("guidance", "xgrammar", "outlines", "lm-format-enforcer")
 # ``auto`` (the default: the first backend that can express each schema) and each one alone.
 COVERAGE_BACKENDS = ("auto", *BACKENDS)
-SPLITS = ("Github_easy", "Github_trivial", "Glaiveai2K", "Snowplow", "WashingtonPost")
+SPLITS = (
+    "Github_easy",
+    "Github_trivial",
+    "Glaiveai2K",
+    "Snowplow",
+    "WashingtonPost",
+    "Github_medium",
+    "Github_hard",
+)
 DATA = Path("/work/shared/data/jsonschemabench")
 MARKERS = ("<!-- bench_structured:start -->", "<!-- bench_structured:end -->")
 
@@ -69,6 +84,16 @@ class Coverage:
     compliant: int = 0
     truncated: int = 0
     refusals: dict[str, int] = field(default_factory=dict)
+    gaps: list[float] = field(default_factory=list)  # seconds between content deltas
+    worst_p99: float = 0.0  # the slowest schema's p99 gap
+    free_gaps: list[float] = field(default_factory=list)  # the same prompts, unconstrained
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def sample(split: str, per_split: int, seed: int) -> list[Path]:
@@ -99,34 +124,107 @@ def compliant(text: str, schema: dict[str, Any]) -> bool:
     return True
 
 
+@dataclass
+class Outcome:
+    status: str  # "accepted" or "refused:<code>"
+    compliant: bool = False
+    truncated: bool = False
+    gaps: list[float] = field(default_factory=list)
+
+
+async def streamed(client: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[int, str, Any]:
+    """(status, content, finish_reason or error body) of one streamed chat, and the gaps
+    between its content deltas in ``payload["_gaps"]``."""
+    body = {k: v for k, v in payload.items() if k != "_gaps"}
+    body |= {"stream": True, "stream_options": {"include_usage": True}}
+    gaps: list[float] = payload["_gaps"]
+    started = time.perf_counter()
+    text, finish, last, tokens = [], None, 0.0, 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            return response.status_code, "", json.loads(await response.aread())
+        checked = "x-pampero-schema-checked-after" in response.headers
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices", []):
+                piece = choice["delta"].get("content")
+                if piece:
+                    now = time.perf_counter()
+                    if last and not checked:
+                        gaps.append(now - last)
+                    last = now
+                    text.append(piece)
+                finish = choice.get("finish_reason") or finish
+    if checked and tokens:
+        gaps.extend([(time.perf_counter() - started) / tokens] * tokens)
+    return 200, "".join(text), finish
+
+
 async def one_schema(
-    client: httpx.AsyncClient, model: str, backend: str, path: Path, max_tokens: int
-) -> tuple[str, bool, bool]:
-    """(status, compliant, truncated) for one schema."""
+    client: httpx.AsyncClient,
+    model: str,
+    backend: str,
+    path: Path,
+    max_tokens: int,
+    strict: bool,
+) -> Outcome:
     schema = json.loads(path.read_text())
+    spec: dict[str, Any] = {"name": "bench", "schema": schema}
+    if strict:
+        spec["strict"] = True
+    outcome = Outcome("accepted")
     payload = {
         "model": model,
         "messages": schema_prompt(schema),
         "max_tokens": max_tokens,
         "temperature": 0,
         "guided_decoding_backend": backend,
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": "bench", "schema": schema, "strict": True},
-        },
+        "response_format": {"type": "json_schema", "json_schema": spec},
+        "_gaps": outcome.gaps,
     }
-    response = await client.post("/v1/chat/completions", json=payload)
-    if response.status_code != 200:
-        code = response.json().get("error", {}).get("code") or str(response.status_code)
-        return f"refused:{code}", False, False
-    choice = response.json()["choices"][0]
-    truncated = choice["finish_reason"] == "length"
-    ok = not truncated and compliant(choice["message"]["content"] or "", schema)
-    return "accepted", ok, truncated
+    status, text, finish = await streamed(client, payload)
+    if status == 422:  # served, then failed the check after generation: not compliant
+        return outcome
+    if status != 200:
+        code = finish.get("error", {}).get("code") or str(status)
+        return Outcome(f"refused:{code}")
+    outcome.truncated = finish == "length"
+    outcome.compliant = not outcome.truncated and compliant(text, schema)
+    return outcome
+
+
+async def unconstrained_gaps(
+    client: httpx.AsyncClient, model: str, path: Path, tokens: int
+) -> list[float]:
+    gaps: list[float] = []
+    schema = json.loads(path.read_text())
+    payload = {
+        "model": model,
+        "messages": schema_prompt(schema),
+        "max_tokens": tokens,
+        "min_tokens": tokens,
+        "temperature": 0,
+        "_gaps": gaps,
+    }
+    await streamed(client, payload)
+    return gaps
 
 
 async def coverage(
-    base_url: str, model: str, per_split: int, seed: int, max_tokens: int, concurrency: int
+    base_url: str,
+    model: str,
+    per_split: int,
+    seed: int,
+    max_tokens: int,
+    concurrency: int,
+    backends: tuple[str, ...],
+    strict: bool,
+    splits: tuple[str, ...] = SPLITS,
+    baseline: bool = True,
 ) -> dict[tuple[str, str], Coverage]:
     results: dict[tuple[str, str], Coverage] = {}
     limit = asyncio.Semaphore(concurrency)
@@ -134,25 +232,37 @@ async def coverage(
 
         async def run(backend: str, split: str, path: Path) -> None:
             async with limit:
-                status, ok, cut = await one_schema(client, model, backend, path, max_tokens)
+                outcome = await one_schema(client, model, backend, path, max_tokens, strict)
             cell = results.setdefault((backend, split), Coverage())
             cell.sent += 1
-            if status == "accepted":
+            if outcome.status == "accepted":
                 cell.accepted += 1
-                cell.compliant += ok
-                cell.truncated += cut
+                cell.compliant += outcome.compliant
+                cell.truncated += outcome.truncated
+                cell.gaps += outcome.gaps
+                cell.worst_p99 = max(cell.worst_p99, quantile(outcome.gaps, 0.99))
             else:
-                cell.refusals[status] = cell.refusals.get(status, 0) + 1
+                cell.refusals[outcome.status] = cell.refusals.get(outcome.status, 0) + 1
+                print(f"{backend} {split} {path.name}: {outcome.status}", file=sys.stderr)
 
-        for backend in COVERAGE_BACKENDS:
-            for split in SPLITS:
-                files = sample(split, per_split, seed)
+        async def free(split: str, path: Path) -> list[float]:
+            async with limit:
+                return await unconstrained_gaps(client, model, path, 64)
+
+        for split in splits:
+            files = sample(split, per_split, seed)
+            free_gaps = [g for gaps in await asyncio.gather(*(free(split, f) for f in files))
+                         for g in gaps] if baseline else []  # fmt: skip
+            for backend in backends:
                 started = time.monotonic()
                 await asyncio.gather(*(run(backend, split, f) for f in files))
                 cell = results[(backend, split)]
+                cell.free_gaps = free_gaps
                 print(
                     f"{backend:<20} {split:<15} accepted {cell.accepted}/{cell.sent} "
-                    f"compliant {cell.compliant} ({time.monotonic() - started:.0f} s)",
+                    f"compliant {cell.compliant} p99 {quantile(cell.gaps, 0.99) * 1000:.0f} ms "
+                    f"vs {quantile(free_gaps, 0.99) * 1000:.0f} ms unconstrained "
+                    f"({time.monotonic() - started:.0f} s)",
                     file=sys.stderr,
                 )
     return results
@@ -205,34 +315,67 @@ def render(
     speeds: dict[str, float],
     cover: dict[tuple[str, str], Coverage],
     setup: list[tuple[str, str]],
+    backends: tuple[str, ...],
 ) -> str:
     lines = ["| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in setup]
-    lines += ["", "**Per-token mask cost** (matcher alone, `fill_allowed` + `accept`):", ""]
-    lines.append(masks.rstrip("\n"))
+    if masks:
+        lines += ["", "**Per-token mask cost** (matcher alone, `fill_allowed` + `accept`):", ""]
+        lines.append(masks.rstrip("\n"))
+    if speeds:
+        lines += [
+            "",
+            "**Decode speed under a JSON Schema** (one stream; tokens/s from the first to the "
+            "last content delta, median of 3):",
+            "",
+        ]
+        lines += ["| decoding | tok/s | vs unconstrained |", "| --- | ---: | ---: |"]
+        free = speeds.get("unconstrained", 0.0)
+        for name, rate in speeds.items():
+            ratio = f"{rate / free:.2f}x" if free else "—"
+            lines.append(f"| {name} | {rate:.1f} | {ratio} |")
     lines += [
         "",
-        "**Decode speed under a JSON Schema** (one stream; tokens/s from the first to the last "
-        "content delta, median of 3):",
+        "**JSONSchemaBench** (declared coverage / compliance / cut by max_tokens, share of the "
+        "sample; a cut output is the model looping or rambling inside the schema):",
         "",
     ]
-    lines += ["| decoding | tok/s | vs unconstrained |", "| --- | ---: | ---: |"]
-    free = speeds.get("unconstrained", 0.0)
-    for name, rate in speeds.items():
-        ratio = f"{rate / free:.2f}x" if free else "—"
-        lines.append(f"| {name} | {rate:.1f} | {ratio} |")
-    lines += ["", "**JSONSchemaBench** (declared coverage / compliance, share of the sample):", ""]
-    lines.append("| backend | " + " | ".join(SPLITS) + " |")
-    lines.append("| --- |" + " ---: |" * len(SPLITS))
-    for backend in COVERAGE_BACKENDS:
+    shown = [split for split in SPLITS if any((b, split) in cover for b in backends)]
+    lines.append("| backend | " + " | ".join(shown) + " |")
+    lines.append("| --- |" + " ---: |" * len(shown))
+    for backend in backends:
         cells = []
-        for split in SPLITS:
+        for split in shown:
             cell = cover.get((backend, split))
             if cell is None or not cell.sent:
                 cells.append("—")
                 continue
-            cells.append(f"{cell.accepted / cell.sent:.2f} / {cell.compliant / cell.sent:.2f}")
+            cells.append(
+                f"{cell.accepted / cell.sent:.2f} / {cell.compliant / cell.sent:.2f} / "
+                f"{cell.truncated / cell.sent:.2f}"
+            )
         lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "**Time per token under the schemas** (ms between content deltas, pooled per split; "
+        "unconstrained: the same prompts, same concurrency):",
+        "",
+        "| backend | split | p50 | p99 | worst schema p99 | unconstrained p50 | "
+        "unconstrained p99 | p99 vs unconstrained |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for backend in backends:
+        for split in shown:
+            cell = cover.get((backend, split))
+            if cell is None or not cell.gaps:
+                continue
+            p99, free99 = quantile(cell.gaps, 0.99), quantile(cell.free_gaps, 0.99)
+            ratio = f"{p99 / free99:.2f}x" if free99 else "—"
+            lines.append(
+                f"| {backend} | {split} | {quantile(cell.gaps, 0.5) * 1000:.0f} | "
+                f"{p99 * 1000:.0f} | {cell.worst_p99 * 1000:.0f} | "
+                f"{quantile(cell.free_gaps, 0.5) * 1000:.0f} | {free99 * 1000:.0f} | {ratio} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -246,6 +389,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mask-repeat", type=int, default=5, help="walks per mask-cost cell")
+    parser.add_argument(
+        "--backends",
+        default=",".join(COVERAGE_BACKENDS),
+        help="comma-separated backends for the coverage tables (default: auto and each one)",
+    )
+    parser.add_argument(
+        "--splits",
+        default=",".join(SPLITS),
+        help="comma-separated JSONSchemaBench splits to measure (default: all)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the unconstrained run of each split's prompts (table 4's baseline columns)",
+    )
+    parser.add_argument("--strict", action="store_true", help="send strict: true")
+    parser.add_argument("--skip-speed", action="store_true", help="skip tables 1 and 2")
     parser.add_argument("--write", type=Path, help="rewrite this markdown file's section")
     return parser.parse_args(argv)
 
@@ -253,8 +413,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model = args.model or default_model()
-    vocabulary = bench_constraints.default_vocabulary()
-    masks = bench_constraints.render(bench_constraints.measure(vocabulary, args.mask_repeat))
+    backends = tuple(args.backends.split(","))
+    splits = tuple(args.splits.split(","))
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise SystemExit(f"unknown split(s) {', '.join(unknown)}; known: {', '.join(SPLITS)}")
+    masks = ""
+    if not args.skip_speed:
+        vocabulary = bench_constraints.default_vocabulary()
+        masks = bench_constraints.render(bench_constraints.measure(vocabulary, args.mask_repeat))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [
@@ -263,10 +430,21 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     log = REPO_ROOT / ".bench" / "structured-server.log"
     with running_server(command, base_url, log, 300) as model_id:
-        speeds = asyncio.run(decode_speed(base_url, model_id, args.speed_tokens))
+        speeds: dict[str, float] = {}
+        if not args.skip_speed:
+            speeds = asyncio.run(decode_speed(base_url, model_id, args.speed_tokens))
         cover = asyncio.run(
             coverage(
-                base_url, model_id, args.per_split, args.seed, args.max_tokens, args.concurrency
+                base_url,
+                model_id,
+                args.per_split,
+                args.seed,
+                args.max_tokens,
+                args.concurrency,
+                backends,
+                args.strict,
+                splits,
+                not args.no_baseline,
             )
         )
     setup = [
@@ -275,9 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         ("machine", f"{cpu_model()}, {args.threads} threads"),
         ("software", software_versions()),
         ("sample", f"{args.per_split} schemas per split (seed {args.seed}), max_tokens "
-                   f"{args.max_tokens}, temperature 0"),
+                   f"{args.max_tokens}, temperature 0, "
+                   f"{'strict: true' if args.strict else 'no strict (OpenAI default)'}"),
+        ("load average at the end", " ".join(f"{x:.1f}" for x in os.getloadavg())),
     ]  # fmt: skip
-    report = render(masks, speeds, cover, setup)
+    report = render(masks, speeds, cover, setup, backends)
     print(report)
     if args.write:
         document = args.write.read_text() if args.write.exists() else None

@@ -10,6 +10,10 @@ Standard library only, so any Python runs it against any venv::
 
     python3 benchmarks/idle_footprint.py .venv            # one markdown table row per venv
     python3 benchmarks/idle_footprint.py /tmp/lean/.venv .venv
+
+``--llama-server BIN`` adds a row for native llama-server (``benchmarks/bench_native.py`` builds
+it) on the same model file, threads and total context as ``configs/default.yaml`` gives pampero
+(``-c n_ctx*max_seqs -np max_seqs``), read the same way after the same settle time.
 """
 
 from __future__ import annotations
@@ -126,6 +130,39 @@ def measure(venv: Path, settle_s: float) -> Footprint:
     )
 
 
+def measure_llama_server(binary: Path, model: Path, settle_s: float) -> tuple[float, int, int]:
+    """Start to /health, RSS and its file-backed part of an idle llama-server sized like the
+    default config: 8 slots of 4096 tokens (pampero's defaults), all threads."""
+    port = free_port()
+    threads = os.cpu_count() or 1
+    command = [binary, "-m", model, "-c", 4096 * 8, "-np", 8, "-t", threads, "-tb", threads,
+               "--host", "127.0.0.1", "--port", port]  # fmt: skip
+    with tempfile.TemporaryFile("w+") as log:
+        started = time.monotonic()
+        server = subprocess.Popen(
+            [str(part) for part in command], stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            wait_healthy(port, server)
+            start_s = time.monotonic() - started
+            time.sleep(settle_s)
+            return start_s, rss_mb(server.pid), rss_mb(server.pid, "RssFile")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def default_model_file(venv: Path) -> Path:
+    """Where the default model is assembled (the first venv's pampero says)."""
+    code = (
+        "from pampero.assets import ensure_default_model; from pampero.settings import "
+        "default_home; print(ensure_default_model(default_home()))"
+    )
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True,
+                         text=True, check=True, cwd=ROOT)  # fmt: skip
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def wait_healthy(port: int, server: subprocess.Popen[str], limit_s: float = 300) -> None:
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
@@ -145,6 +182,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("venvs", nargs="+", type=Path)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds idle before reading")
+    parser.add_argument("--llama-server", type=Path, help="also measure this llama-server binary")
     args = parser.parse_args()
     print(
         "| venv | size | modules imported | import time | start to /health "
@@ -160,6 +198,13 @@ def main() -> int:
             f"| {f.server_rss_mb} MB ({f.server_file_mb} MB) | {f.children_rss_mb} MB "
             f"| {', '.join(f.heavy) or 'none'} "
             f"| {top} |"
+        )
+    if args.llama_server:
+        model = default_model_file(args.venvs[0].resolve())
+        start_s, rss, file_rss = measure_llama_server(args.llama_server, model, args.settle)
+        print(
+            f"| `{args.llama_server.name}` (native) | | | | {start_s:.1f} s "
+            f"| {rss} MB ({file_rss} MB) | | | |"
         )
     return 0
 

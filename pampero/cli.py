@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("out_dir", metavar="OUT_DIR", help="directory to build into")
     tiny.add_argument("--home", default=argparse.SUPPRESS, help="PAMPERO_HOME (caches)")
+    from pampero.accounts.commands import add_parser as add_keys_parser
+
+    add_keys_parser(commands)
     return parser
 
 
@@ -180,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "dev":
         return dev(args)
+    if args.command == "keys":
+        return keys(args)
     values = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = load_settings(values)
@@ -215,6 +220,26 @@ def dev(args: argparse.Namespace) -> int:
     from pampero.dev import tiny_vlm
 
     return tiny_vlm.main(Path(args.out_dir), home)
+
+
+def keys(args: argparse.Namespace) -> int:
+    """``pampero keys ...`` on the server's accounts database (its settings, with accounts on)."""
+    values = {k: getattr(args, k) for k in ("home", "database_url", "config") if k in args}
+    try:
+        url = Settings(**values, accounts=True).accounts_database
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"pampero: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("sqlalchemy") is None:
+        print(
+            "pampero: keys need the accounts extra: pip install 'pampero[accounts]'",
+            file=sys.stderr,
+        )
+        return 2
+    from pampero.accounts.commands import run
+
+    assert url is not None
+    return run(args, url)
 
 
 def serve(settings: Settings) -> int:

@@ -8,17 +8,23 @@ error body ``{"error": {"message", "type", "param", "code"}}`` with the status c
     ├── InvalidRequestError           400 invalid_request_error   (bad field; ``param`` names it)
     │   ├── ContextLengthExceeded     400 code=context_length_exceeded
     │   └── UnsupportedParameter      400 code=unsupported_parameter
+    │       └── BeyondLimits          400 code=unsupported_parameter (a well-formed constraint
+    │                                     past this server's limits: counts, nesting, compile time)
     ├── AuthenticationError           401 authentication_error
     ├── QuotaExceeded                 402 insufficient_quota      (a budget is spent, as OpenRouter)
     ├── PermissionDenied              403 permission_error        (a valid key, not for this)
     ├── NotFoundError                 404 not_found_error
     │   └── ModelNotFound             404 code=model_not_found
+    ├── RequestTimeout                408 invalid_request_error code=request_timeout (slow body)
     ├── PayloadTooLarge               413 invalid_request_error
+    ├── OutputNotConforming           422 code=output_schema_mismatch (a non-strict schema's
+    │                                     check after generation failed on every attempt)
     ├── HeadersTooLarge               431 invalid_request_error (too many or too large headers)
     ├── RateLimited                   429 rate_limit_error code=rate_limit_exceeded (a key's limit)
     ├── Overloaded                    429 rate_limit_error code=server_overloaded (the server's)
     ├── ShuttingDown                  503 service_unavailable (draining; ``retry_after``)
     ├── EngineNotReady                503 service_unavailable
+    ├── AccountsUnavailable           503 service_unavailable (the accounts database is down)
     ├── EngineError                   500 server_error (the engine failed mid-flight)
     ├── UpstreamError                 502 upstream_error (an upstream provider failed)
     └── UpstreamTimeout               504 timeout_error  (an upstream provider did not answer)
@@ -87,6 +93,21 @@ class UnsupportedParameter(InvalidRequestError):
     default_code = "unsupported_parameter"
 
 
+class BeyondLimits(UnsupportedParameter):
+    """A well-formed constraint this server will not compile whole: a count or nesting past
+    its limits, a compile that ran out of CPU time or crashed. Without ``strict``, a schema
+    that earns it is relaxed instead (``pampero.constraints.schema_relax``)."""
+
+
+class OutputNotConforming(PamperoError):
+    """The model's output failed a non-strict schema's check after generation on every
+    attempt the request's token budget allowed (never returned as if it were valid)."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+    default_code = "output_schema_mismatch"
+
+
 class AuthenticationError(PamperoError):
     status_code = 401
     error_type = "authentication_error"
@@ -128,6 +149,14 @@ class PayloadTooLarge(PamperoError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(PamperoError):
+    """The request body did not arrive in time (a slow or stalled upload)."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class RateLimited(PamperoError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -166,6 +195,17 @@ class EngineNotReady(PamperoError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "engine_not_ready"
+
+
+class AccountsUnavailable(PamperoError):
+    """The accounts database cannot be reached: requests fail closed until it can."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "accounts_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 2) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class EngineError(PamperoError):

@@ -76,6 +76,7 @@ class Capabilities:
     supports_logprobs: bool = True
     supports_prompt_logprobs: bool = True
     supports_beam_search: bool = True
+    supports_speculative: bool = True  # the ``speculative`` request field
     max_top_logprobs: int = 20
 
 
@@ -103,6 +104,19 @@ class ConstraintSource(Protocol):
     """A compiled constraint, shared by a request's sequences; each gets its own matcher."""
 
     def new_matcher(self) -> ConstraintMatcher: ...
+
+
+@dataclass(frozen=True)
+class SpeculativeParams:
+    """Speculative decoding for one request: ``method`` ``"ngram"`` (prompt lookup) drafts up
+    to ``num_tokens`` tokens per step; ``"none"`` turns off a server default."""
+
+    method: str = "ngram"
+    num_tokens: int = 4
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none" and self.num_tokens > 0
 
 
 @dataclass
@@ -135,6 +149,7 @@ class SamplingParams:
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
     constraint: ConstraintSource | None = None  # structured output: one matcher per sequence
     keep_special_ids: frozenset[int] = frozenset()  # control tokens kept in text (parser markup)
+    speculative: SpeculativeParams | None = None  # None: the engine's default
 
     @property
     def greedy(self) -> bool:
@@ -202,6 +217,9 @@ class EngineEvent:
     prompt_tokens: int
     cached_tokens: int = 0
     prompt_logprobs: list[TokenLogprob | None] | None = None
+    # Speculative decoding so far (whole request): draft tokens proposed, and accepted.
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
 
 
 @dataclass

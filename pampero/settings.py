@@ -37,6 +37,8 @@ from platformdirs import user_cache_dir
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pampero.pricing import Price
+
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 DEFAULT_MODEL_PATH = "default"
 
@@ -89,6 +91,25 @@ class ModelConfig(BaseModel):
     )
     kv_unified: bool | None = Field(default=None, description="One KV buffer for all sequences.")
     prefix_cache: bool | None = Field(default=None, description="Reuse KV of matching prefixes.")
+    prefix_cache_tokens: int | None = Field(
+        default=None, ge=0, description="KV tokens kept for finished prompts beyond the slots."
+    )
+    speculative_method: Literal["none", "ngram"] | None = Field(
+        default=None, description="Speculative decoding for requests that do not choose."
+    )
+    speculative_tokens: int | None = Field(
+        default=None, ge=1, le=16, description="Draft tokens verified per step."
+    )
+    price: Price | None = Field(
+        default=None,
+        description="What this model charges (USD per million tokens, per request, per image); "
+        "set, responses carry usage.cost.",
+    )
+    routing: str | None = Field(
+        default=None,
+        description="Routing policy among this model's providers when upstreams serve it too "
+        "(default: the server's routing).",
+    )
 
     @classmethod
     def from_flag(cls, value: str, **fields: Any) -> ModelConfig:
@@ -100,6 +121,94 @@ class ModelConfig(BaseModel):
         if value in (DEFAULT_MODEL_PATH, DEFAULT_MODEL_ID):
             return cls(id=DEFAULT_MODEL_ID, path=DEFAULT_MODEL_PATH, **fields)
         return cls(id=Path(value).stem, path=value, **fields)
+
+
+# Batch shapes change llama.cpp's kernels (and so the last bits of the logits): one sequence at
+# a time, no reused KV, no verification batches.
+_DETERMINISTIC: dict[str, Any] = {
+    "max_seqs": 1,
+    "prefix_cache": False,
+    "speculative_method": "none",
+}
+
+
+class UpstreamModelConfig(BaseModel):
+    """One model of an upstream provider, declared (declarations win over discovery)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, description="Public model id, as clients send it.")
+    upstream_id: str | None = Field(
+        default=None, description="The id the upstream knows it by (default: the public id)."
+    )
+    price: Price | None = Field(default=None, description="What this provider charges.")
+    context_length: int | None = Field(default=None, ge=1, description="Context length.")
+    quantization: str | None = Field(default=None, description="fp16, int8, q4_k_m, ...")
+    supported_params: list[str] | None = Field(
+        default=None, description="Request fields this provider honours (unset: unknown)."
+    )
+    capabilities: dict[str, bool] = Field(
+        default_factory=dict, description="vision, tools, ... (unset: unknown)."
+    )
+    routing: str | None = Field(
+        default=None,
+        description="Routing policy among this model's providers (default: the server's "
+        "routing); every provider that names one must name the same.",
+    )
+
+
+class UpstreamConfig(BaseModel):
+    """An upstream OpenAI-compatible server (vLLM, SGLang, llama-server, pampero, a hosted API).
+
+    Flag form: ``NAME=URL[,key_env=VAR][,weight=W]``; the key is read from the environment
+    variable ``VAR`` and is never logged nor returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Provider name.")
+    url: str = Field(description="Base URL, with or without /v1.")
+    key_env: str | None = Field(default=None, description="Variable holding the API key.")
+    models: list[UpstreamModelConfig] = Field(default_factory=list)
+    discover: bool = Field(default=True, description="List GET /v1/models at start.")
+    weight: float = Field(
+        default=1.0, ge=0, description="Load-balancing weight (0: only when no other qualifies)."
+    )
+    data_collection: Literal["allow", "deny"] = Field(
+        default="allow", description="'deny' if this provider keeps no request data."
+    )
+    quantization: str | None = Field(default=None, description="Default for its models.")
+    connect_timeout: float | None = Field(default=None, gt=0)
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    stall_timeout: float | None = Field(default=None, gt=0)
+    max_connections: int = Field(default=256, ge=1, description="Pooled connections, at most.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flag(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        head, *options = value.split(",")
+        name, sep, url = head.partition("=")
+        if not sep:
+            raise ValueError(f"--upstream {value!r} must look like NAME=URL[,key_env=VAR]")
+        fields: dict[str, Any] = {"name": name.strip(), "url": url.strip()}
+        for option in options:
+            key, sep, item = option.partition("=")
+            if not sep or key.strip() not in ("key_env", "weight", "data_collection"):
+                raise ValueError(
+                    f"--upstream option {option!r}: expected key_env=VAR, weight=W or "
+                    "data_collection=allow|deny"
+                )
+            fields[key.strip()] = item.strip()
+        return fields
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream URL {url!r} must be http:// or https:// with a host")
+        return url.rstrip("/")
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -150,6 +259,12 @@ class Settings(BaseSettings):
     insecure_no_auth: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without an API key even when keys are set, so Prometheus and "
+        "routers (vllm-router, smg, the inference extension) can scrape the node; every other "
+        "route still needs a key.",
+    )
     strict_params: bool = Field(
         default=False, description="Reject unknown request fields instead of listing them."
     )
@@ -171,6 +286,26 @@ class Settings(BaseSettings):
         json_schema_extra={"flag": "--kv-split"},
     )
     prefix_cache: bool = Field(default=True, description="Reuse KV of matching prompt prefixes.")
+    deterministic: bool = Field(
+        default=False,
+        description="Answers that depend on the request alone: one sequence decoded at a time, no "
+        "prefix cache, no speculation (the same greedy or seeded request gives the same text "
+        "whatever else is running). Costs all batching.",
+    )
+    prefix_cache_tokens: int = Field(
+        default=4096,
+        ge=0,
+        description="KV tokens kept for finished prompts beyond the sequence slots (extra KV "
+        "cells; 0: only what the slots hold).",
+    )
+    speculative_method: Literal["none", "ngram"] = Field(
+        default="none",
+        description="Speculative decoding for requests without a `speculative` field "
+        "(ngram: prompt lookup).",
+    )
+    speculative_tokens: int = Field(
+        default=4, ge=1, le=16, description="Draft tokens verified per step."
+    )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
     max_header_bytes: int = Field(
         default=16 * 1024,
@@ -180,6 +315,12 @@ class Settings(BaseSettings):
     )
     max_header_count: int = Field(
         default=100, ge=8, le=10_000, description="Most request headers (431 past it)."
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a request body may take to arrive, from the request's start (408 "
+        "past it): a client dripping its body cannot hold a connection open forever.",
     )
     drain_timeout: float = Field(
         default=30.0,
@@ -198,6 +339,12 @@ class Settings(BaseSettings):
         default=5.0,
         gt=0,
         description="CPU seconds a structured-output constraint may take to compile.",
+    )
+    constraint_disk_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Megabytes of compiled structured-output constraints kept in the home dir "
+        "across restarts (0: none).",
     )
     constraint_warm_up: list[str] = Field(
         default_factory=lambda: ["auto"],
@@ -241,8 +388,63 @@ class Settings(BaseSettings):
     responses_store_bytes: int = Field(
         default=256 * 1024 * 1024, ge=0, description="Bytes of stored responses, at most."
     )
+    accounts: bool = Field(
+        default=False,
+        description="Require API keys from the accounts database (pampero keys create), with "
+        "their limits, budgets and usage; implied by --database-url.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="The accounts database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB "
+        "(default with --accounts: sqlite in PAMPERO_HOME/accounts.db).",
+    )
+    accounts_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a request's budget reservation outlives a process that died; live "
+        "ones are renewed.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="How much the server logs."
+    )
+    # The gateway (docs/gateway.md): upstream providers and how requests are routed to them.
+    upstreams: list[UpstreamConfig] = Field(
+        json_schema_extra={"flag": "--upstream"},
+        default_factory=list,
+        description="Upstream OpenAI-compatible servers as NAME=URL[,key_env=VAR]; each model "
+        "they list is served under the same id. With upstreams and no --model, no local model.",
+    )
+    routing: str = Field(
+        default="least-outstanding",
+        description="Routing policy among a model's providers: least-outstanding, weighted, "
+        "session (affinity by the session_header header), prefix (prefix-cache affinity) or a "
+        "registered name; a model's own routing in the config file wins.",
+    )
+    gateway_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds one gateway request may take, all attempts."
+    )
+    upstream_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to connect to an upstream."
+    )
+    upstream_first_token_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds an upstream may take to its first token (non-streamed: its answer).",
+    )
+    upstream_stall_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds an upstream stream may pause between chunks."
+    )
+    upstream_cooldown: float = Field(
+        default=10.0, gt=0, description="First cooldown of a failing provider, doubled on repeats."
+    )
+    upstream_max_cooldown: float = Field(
+        default=300.0, gt=0, description="Longest cooldown of a failing provider."
+    )
+    session_header: str = Field(
+        default="x-session-id",
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+        description="The request header whose value keeps a session on one provider "
+        "(--routing session).",
     )
 
     @field_validator("media_allow")
@@ -284,6 +486,42 @@ class Settings(BaseSettings):
         return models
 
     @model_validator(mode="after")
+    def _gateway_only(self) -> Settings:
+        # With upstreams and no model named anywhere, pampero is a pure gateway.
+        if self.upstreams and "models" not in self.model_fields_set:
+            self.models = []
+        names = [upstream.name for upstream in self.upstreams]
+        if len(set(names)) != len(names) or "local" in names:
+            raise ValueError("upstream names must be unique and not 'local'")
+        return self
+
+    @model_validator(mode="after")
+    def _one_routing_per_model(self) -> Settings:
+        declared: dict[str, str] = {}
+        entries = [(m.id, m.routing) for m in self.models]
+        entries += [(m.id, m.routing) for u in self.upstreams for m in u.models]
+        for model_id, routing in entries:
+            if routing is None:
+                continue
+            if declared.setdefault(model_id, routing) != routing:
+                raise ValueError(
+                    f"model {model_id!r} is given two routing policies "
+                    f"({declared[model_id]!r} and {routing!r}); give one, or the same everywhere"
+                )
+        return self
+
+    def routing_for(self, model_id: str) -> str:
+        """The routing policy among ``model_id``'s providers: its own, else the server's."""
+        for model in self.models:
+            if model.id == model_id and model.routing is not None:
+                return model.routing
+        for upstream in self.upstreams:
+            for declared in upstream.models:
+                if declared.id == model_id and declared.routing is not None:
+                    return declared.routing
+        return self.routing
+
+    @model_validator(mode="after")
     def _batch_holds_every_sequence(self) -> Settings:
         for model in self.models:
             n_batch = self.for_model(model, "n_batch")
@@ -297,18 +535,29 @@ class Settings(BaseSettings):
         return self
 
     def for_model(self, model: ModelConfig, name: str) -> Any:
-        """An engine knob as it applies to ``model``: its own value, else the server's."""
+        """An engine knob as it applies to ``model``: its own value, else the server's; under
+        ``deterministic``, what keeps an answer independent of other requests."""
+        if self.deterministic and name in _DETERMINISTIC:
+            return _DETERMINISTIC[name]
         own = getattr(model, name)
         return own if own is not None else getattr(self, name)
 
     @model_validator(mode="after")
     def _auth_on_public_bind(self) -> Settings:
-        if not self.api_keys and not self.insecure_no_auth and not is_loopback(self.host):
+        keyed = self.api_keys or self.accounts_database is not None
+        if not keyed and not self.insecure_no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"refusing to bind {self.host} without API keys: pass --api-key KEY, "
                 "or --insecure-no-auth to serve without authentication"
             )
         return self
+
+    @property
+    def accounts_database(self) -> str | None:
+        """The accounts database URL, or None when accounts are off."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{self.home / 'accounts.db'}" if self.accounts else None
 
     @classmethod
     def settings_customise_sources(

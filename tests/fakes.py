@@ -316,9 +316,11 @@ class SchedulerHarness:
         max_queue: int = 16,
         prefix_cache: bool = True,
         share_prefixes: bool = True,
+        cache_seqs: int = 0,
+        cache_tokens: int = 0,
     ) -> None:
         self.tokenizer = ByteTokenizer()
-        self.runner = runner or FakeRunner(max_seqs=max_seqs)
+        self.runner = runner or FakeRunner(max_seqs=max_seqs + cache_seqs)
         vocab = Vocabulary(
             pieces=[self.tokenizer.token_bytes(i) for i in range(self.tokenizer.vocab_size)],
             special_ids=frozenset(range(256, self.tokenizer.vocab_size)),
@@ -330,6 +332,8 @@ class SchedulerHarness:
             max_queue=max_queue,
             prefix_cache=prefix_cache,
             share_prefixes=share_prefixes,
+            cache_seqs=cache_seqs,
+            cache_tokens=cache_tokens,
         )
         self.scheduler = Scheduler(self.runner, vocab, config, self._emit)
         self.collectors: list[Collector] = []

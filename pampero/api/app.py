@@ -19,10 +19,14 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pampero.api.access_log import AccessLog
+from pampero.api.accounts import AccountAuth, account_routes
+from pampero.api.body_timeout import BodyTimeout
 from pampero.api.cors import Cors
 from pampero.api.errors import on_http_error, on_pampero_error, on_unexpected
 from pampero.api.lifecycle import DrainGate, Lifecycle
-from pampero.api.middleware import BearerAuth, BodyLimit, HeaderLimit
+from pampero.api.middleware import BearerAuth, BodyLimit, HeaderLimit, open_paths
+from pampero.api.openapi import openapi_routes
 from pampero.api.routes import route_paths, routes
 from pampero.backends import BackendEnvironment
 from pampero.backends.catalogue import Catalogue
@@ -35,6 +39,7 @@ from pampero.serving.hub import ModelHub
 from pampero.serving.services import Services
 from pampero.serving.structured import Constraints
 from pampero.settings import Settings
+from pampero.web import web_routes
 
 # Not an HTTP status anyone receives: nginx's name for "the client closed the request", so a
 # request whose client left before it was answered is counted apart from real errors.
@@ -85,7 +90,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub = ModelHub(settings)
         await hub.start()
-        constraints = Constraints(deadline=settings.constraint_deadline)
+        constraints = Constraints.from_settings(settings)
         context = ServingContext(
             hub=hub,
             metrics=Metrics(hub.stats),
@@ -100,6 +105,14 @@ def create_app(settings: Settings) -> Starlette:
             BackendEnvironment(settings, services), settings.backends
         )
         lifecycle.on_deadline.append(hub.halt)
+        app.state.gateway = None
+        if settings.upstreams:  # the gateway: upstream providers beside the local models
+            from pampero.gateway import Gateway
+
+            app.state.gateway = await Gateway.start(
+                settings, app.state.catalogue, context.metrics.registry
+            )
+            app.state.catalogue = app.state.gateway.catalogue
         app.state.responses = ResponsesService(
             app.state.catalogue,
             ResponseStore(
@@ -110,6 +123,12 @@ def create_app(settings: Settings) -> Starlette:
         # Importing and preparing a grammar backend takes seconds: do it while serving, and only
         # for the backends the settings name (by default auto's first), so that no heavy library
         # (xgrammar brings torch) is loaded before a request or a setting asks for it.
+        accounts_url = settings.accounts_database
+        if accounts_url is not None:
+            from pampero.accounts import Accounts
+
+            app.state.accounts = Accounts.connect(accounts_url, lease=settings.accounts_lease)
+            await app.state.accounts.start()
         warm_up = asyncio.create_task(constraints.warm_up(list(hub), settings.constraint_warm_up))
         try:
             yield
@@ -117,13 +136,18 @@ def create_app(settings: Settings) -> Starlette:
             warm_up.cancel()
             await asyncio.gather(warm_up, return_exceptions=True)
             await constraints.aclose()
+            if app.state.gateway is not None:
+                await app.state.gateway.close()
             await hub.stop()
+            if accounts_url is not None:
+                await app.state.accounts.stop()
 
     lifecycle = Lifecycle(settings.drain_timeout)
     app = Starlette(
-        routes=routes(),
+        routes=[*routes(), *account_routes(), *openapi_routes(), *web_routes()],
         lifespan=lifespan,
         middleware=[
+            Middleware(AccessLog),
             Middleware(RequestCounter),
             Middleware(
                 HeaderLimit,
@@ -132,8 +156,11 @@ def create_app(settings: Settings) -> Starlette:
             ),
             Middleware(Cors, origins=settings.cors_origins),
             Middleware(DrainGate, lifecycle=lifecycle),
-            Middleware(BearerAuth, keys=settings.api_keys),
+            Middleware(AccountAuth, keys=settings.api_keys, open_paths=open_paths(settings))
+            if settings.accounts_database is not None
+            else Middleware(BearerAuth, keys=settings.api_keys, open_paths=open_paths(settings)),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+            Middleware(BodyTimeout, seconds=settings.body_timeout),
         ],
         exception_handlers={
             PamperoError: on_pampero_error,

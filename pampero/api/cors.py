@@ -24,7 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pampero.settings import ANY_ORIGIN
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
-EXPOSE_HEADERS = "x-pampero-ignored-params, retry-after"
+EXPOSE_HEADERS = (
+    "x-pampero-ignored-params, x-pampero-schema-checked-after, x-pampero-schema-attempts, "
+    "retry-after"
+)
 MAX_AGE_S = 600
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
 

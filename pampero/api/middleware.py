@@ -11,8 +11,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pampero.api.errors import body_of
 from pampero.errors import HeadersTooLarge, PamperoError, PayloadTooLarge
+from pampero.settings import Settings
+from pampero.web import PUBLIC_PATHS, PUBLIC_PREFIX
 
-_OPEN_PATHS = frozenset({"/health"})
+OPENAPI_PATH = "/openapi.json"
+METRICS_PATH = "/metrics"
+# The browser pages, their assets and the API's description are public: the page asks for the
+# key when the API answers 401 (``pampero/web``).
+_OPEN_PATHS = frozenset({"/health", OPENAPI_PATH, *PUBLIC_PATHS})
 
 
 async def reply(
@@ -112,12 +118,15 @@ class BearerAuth:
     Every configured key is compared, in constant time, so timing tells nothing about which
     key or how much of it matched."""
 
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: list[str], open_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in _OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys or is_open_path(scope["path"], self.open_paths):
             await self.app(scope, receive, send)
             return
         if self._authorised(scope):
@@ -144,4 +153,24 @@ class BearerAuth:
         return matched and scheme.lower() == b"bearer"
 
 
-__all__ = ["BearerAuth", "BodyLimit", "HeaderLimit", "PamperoError", "reply"]
+def is_open_path(path: str, also: frozenset[str] = frozenset()) -> bool:
+    """Whether ``path`` is served without a key: /health, the pages, their assets, the API's
+    description, and the paths in ``also`` (``open_paths``: /metrics with ``metrics_public``).
+    Any other auth layer should ask the same question."""
+    return path in _OPEN_PATHS or path in also or path.startswith(PUBLIC_PREFIX)
+
+
+def open_paths(settings: Settings) -> frozenset[str]:
+    """The paths a server's settings open beyond the built-in ones."""
+    return frozenset({METRICS_PATH}) if settings.metrics_public else frozenset()
+
+
+__all__ = [
+    "BearerAuth",
+    "BodyLimit",
+    "HeaderLimit",
+    "PamperoError",
+    "is_open_path",
+    "open_paths",
+    "reply",
+]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from pampero.api.accounts import admit, visible_model, visible_models, visible_providers
 from pampero.api.sse import EventStreamResponse, ResponsesFraming
 from pampero.backends import ChatBackend, RequestContext
 from pampero.backends.catalogue import Catalogue
-from pampero.errors import EngineNotReady, UnsupportedParameter
+from pampero.errors import EngineNotReady, ModelNotFound, UnsupportedParameter
 from pampero.protocol import (
     parse_chat_request,
     parse_completion_request,
@@ -26,7 +29,11 @@ from pampero.protocol.replies import Reply
 from pampero.responses import ResponsesReply, ResponsesService, parse_response_request
 from pampero.serving.services import Services
 
+if TYPE_CHECKING:
+    from pampero.gateway import Gateway
+
 T = TypeVar("T")
+_JSON = "application/json"
 
 
 def _services(request: Request) -> Services:
@@ -50,24 +57,34 @@ def _backend_for(request: Request, fields: GenerationFields) -> ChatBackend:
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T | None:
-    """Run ``work``; cancel it (aborting its engine request) if the client goes away first."""
-    task = asyncio.ensure_future(work)
+    """Run ``work``; cancel it (aborting its engine request) if the client goes away first.
+    ``work`` runs in this task; only the watcher gets one (a task per request is measurable
+    on the gateway's path)."""
+    this = asyncio.current_task()
+    assert this is not None
     receive = request.receive
+    left = False
 
     async def watch() -> None:
+        nonlocal left
         while (await receive())["type"] != "http.disconnect":
             pass
+        left = True
+        this.cancel()
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        result = await work
+    except asyncio.CancelledError:
+        if not left or this.uncancel() > 0:
+            raise  # cancelled by someone else too (the server stopping)
+        return None
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    if left:  # work ended anyway (it absorbed the cancellation); nobody is listening
+        this.uncancel()
         return None
-    return task.result()
+    return result
 
 
 def _respond(reply: Reply | None) -> Response:
@@ -82,10 +99,57 @@ async def chat_completions(request: Request) -> Response:
     context = RequestContext(arrival=time.perf_counter())
     body = await request.body()
     parsed = parse_chat_request(body, strict=_services(request).context.settings.strict_params)
-    work = _backend_for(request, parsed.request).chat(parsed, context)
+    backend = _chat_backend(request, parsed.request)
+    meter = await admit(request, parsed.request, backend, body)
+    context = meter.context(context)
+    if getattr(backend, "holds_stream", False):  # a router: see _chat_backend
+        context = _with_session(request, context)
+        return _gateway_respond(
+            await meter.run(_until_disconnect(request, backend.chat(parsed, context)))
+        )
+    work = backend.chat(parsed, context)
     if parsed.request.stream:
-        return _respond(await work)
-    return _respond(await _until_disconnect(request, work))
+        return _respond(await meter.run(work))
+    return _respond(await meter.run(_until_disconnect(request, work)))
+
+
+def _with_session(request: Request, context: RequestContext) -> RequestContext:
+    """``context`` with the session key for provider affinity (``session_header``)."""
+    header = _services(request).context.settings.session_header
+    return dataclasses.replace(context, session=request.headers.get(header))
+
+
+def _gateway_respond(reply: Reply | None) -> Response:
+    if reply is not None and reply.body is not None:  # the gateway's answers: orjson
+        return Response(orjson.dumps(reply.body), headers=reply.headers, media_type=_JSON)
+    return _respond(reply)
+
+
+def _chat_backend(request: Request, fields: GenerationFields) -> ChatBackend:
+    """The backend of a chat request. With upstreams the catalogue holds the gateway's routers;
+    without, a request naming ``provider`` or ``models`` goes through routers over the local
+    models (built on first use), and every other request straight to its local backend. A
+    router holds a stream back until it commits, so the edge watches for a disconnect also
+    while a streamed request is waiting for its first token."""
+    if request.app.state.gateway is None and (
+        "provider" in fields.model_fields_set or fields.models
+    ):
+        backend: ChatBackend = _local_gateway(request).catalogue.resolve(fields.model)
+        return backend
+    return _backend_for(request, fields)
+
+
+def _local_gateway(request: Request) -> Gateway:
+    state = request.app.state
+    gateway: Gateway | None = getattr(state, "local_gateway", None)
+    if gateway is None:
+        from pampero.gateway import Gateway
+
+        services = _services(request)
+        gateway = state.local_gateway = Gateway.local_only(
+            services.context.settings, state.catalogue, services.context.metrics.registry
+        )
+    return gateway
 
 
 async def completions(request: Request) -> Response:
@@ -93,10 +157,18 @@ async def completions(request: Request) -> Response:
     body = await request.body()
     strict = _services(request).context.settings.strict_params
     parsed = parse_completion_request(body, strict=strict)
-    work = _backend_for(request, parsed.request).complete(parsed, context)
+    backend = _chat_backend(request, parsed.request)
+    meter = await admit(request, parsed.request, backend, body)
+    context = meter.context(context)
+    if getattr(backend, "holds_stream", False):  # a router, as for chat
+        context = _with_session(request, context)
+        return _gateway_respond(
+            await meter.run(_until_disconnect(request, backend.complete(parsed, context)))
+        )
+    work = backend.complete(parsed, context)
     if parsed.request.stream:
-        return _respond(await work)
-    return _respond(await _until_disconnect(request, work))
+        return _respond(await meter.run(work))
+    return _respond(await meter.run(_until_disconnect(request, work)))
 
 
 def _responses(request: Request) -> ResponsesService:
@@ -108,9 +180,15 @@ async def create_response(request: Request) -> Response:
     context = RequestContext(arrival=time.perf_counter())
     body = await request.body()
     parsed = parse_response_request(body, strict=_services(request).context.settings.strict_params)
-    work = _responses(request).create(parsed, context)
+    meter = await admit(
+        request, parsed.request, _catalogue(request).resolve(parsed.request.model), body
+    )
+    work = _responses(request).create(parsed, _with_session(request, meter.context(context)))
     reply: ResponsesReply | None
-    reply = await work if parsed.request.stream else await _until_disconnect(request, work)
+    if parsed.request.stream:
+        reply = await meter.run(work)
+    else:
+        reply = await meter.run(_until_disconnect(request, work))
     if reply is None:
         return Response(status_code=499)
     if reply.events is not None:
@@ -124,32 +202,87 @@ async def get_response(request: Request) -> Response:
     return JSONResponse(_responses(request).get(request.path_params["response_id"]))
 
 
+async def list_input_items(request: Request) -> Response:
+    query = {key: request.query_params.getlist(key) for key in request.query_params}
+    items = _responses(request).input_items(request.path_params["response_id"], query)
+    return JSONResponse(items)
+
+
 async def delete_response(request: Request) -> Response:
     return JSONResponse(_responses(request).delete(request.path_params["response_id"]))
 
 
 async def tokenize(request: Request) -> Response:
     services = _services(request)
-    parsed = parse_tokenize_request(
-        await request.body(), strict=services.context.settings.strict_params
-    )
-    return _respond(services.tokens.tokenize(parsed))
+    body = await request.body()
+    parsed = parse_tokenize_request(body, strict=services.context.settings.strict_params)
+    router = _token_router(request, parsed.request.model)
+    if router is None:
+        return await _free(request, parsed.request, body, lambda: services.tokens.tokenize(parsed))
+    meter = await admit(request, parsed.request, router, body, free=True)
+    context = _with_session(request, RequestContext(arrival=time.perf_counter()))
+    work = _until_disconnect(request, router.tokenize(parsed, context))
+    return _gateway_respond(await meter.run(work))
 
 
 async def detokenize(request: Request) -> Response:
     services = _services(request)
-    parsed = parse_detokenize_request(
-        await request.body(), strict=services.context.settings.strict_params
-    )
-    return _respond(services.tokens.detokenize(parsed))
+    body = await request.body()
+    parsed = parse_detokenize_request(body, strict=services.context.settings.strict_params)
+    router = _token_router(request, parsed.request.model)
+    if router is None:
+        return await _free(
+            request, parsed.request, body, lambda: services.tokens.detokenize(parsed)
+        )
+    meter = await admit(request, parsed.request, router, body, free=True)
+    context = _with_session(request, RequestContext(arrival=time.perf_counter()))
+    work = _until_disconnect(request, router.detokenize(parsed, context))
+    return _gateway_respond(await meter.run(work))
+
+
+async def _free(request: Request, fields: Any, body: bytes, work: Callable[[], Reply]) -> Response:
+    """A request that costs nothing but counts against the caller's rpm and model globs."""
+    served = _services(request).tokens.model_id(fields.model)
+    meter = await admit(request, fields, _catalogue(request).resolve(served), body, free=True)
+
+    async def answer() -> Reply:
+        return work()
+
+    return _respond(await meter.run(answer()))
+
+
+def _token_router(request: Request, model: str | None) -> ChatBackend | None:
+    """With upstreams, the router of ``model`` (tokens go to one of its providers, local or
+    upstream); None: local serving answers. Without a model, as vLLM: the first local model,
+    else (a pure gateway) the first model served."""
+    gateway: Gateway | None = request.app.state.gateway
+    if gateway is None:
+        return None
+    if model is None:
+        if next(iter(_services(request).context.hub), None) is not None:
+            return None
+        first = next(iter(gateway.catalogue), None)
+        if first is None:
+            raise ModelNotFound("No model is served yet.", param="model")
+        return first
+    return gateway.catalogue.resolve(model)
 
 
 async def list_models(request: Request) -> Response:
-    return JSONResponse(_catalogue(request).models_list())
+    gateway = request.app.state.gateway
+    listing = gateway.models_list() if gateway is not None else _catalogue(request).models_list()
+    return JSONResponse(visible_models(request, listing))
+
+
+async def list_providers(request: Request) -> Response:
+    """Each provider's models, health, cooldown and observed speed (the gateway's view)."""
+    gateway: Gateway = request.app.state.gateway or _local_gateway(request)
+    return JSONResponse(visible_providers(request, gateway.providers()))
 
 
 async def get_model(request: Request) -> Response:
-    return JSONResponse(_catalogue(request).model_object(request.path_params["model_id"]))
+    entry = _catalogue(request).model_object(request.path_params["model_id"])
+    return JSONResponse(visible_model(request, entry))
 
 
 async def health(request: Request) -> Response:
@@ -186,8 +319,11 @@ def routes() -> list[BaseRoute]:
         ("/responses/{response_id}", get_response, ["GET"]),
         ("/v1/responses/{response_id}", delete_response, ["DELETE"]),
         ("/responses/{response_id}", delete_response, ["DELETE"]),
+        ("/v1/responses/{response_id}/input_items", list_input_items, ["GET"]),
+        ("/responses/{response_id}/input_items", list_input_items, ["GET"]),
         ("/v1/models", list_models, ["GET"]),
         ("/v1/models/{model_id:path}", get_model, ["GET"]),
+        ("/v1/providers", list_providers, ["GET"]),
         ("/tokenize", tokenize, ["POST"]),
         ("/v1/tokenize", tokenize, ["POST"]),
         ("/detokenize", detokenize, ["POST"]),

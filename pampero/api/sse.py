@@ -134,11 +134,12 @@ class EventStreamResponse:
             await _close(self.chunks)
 
     async def _serve(self, receive: Receive, send: Send) -> None:
+        outbox = Outbox()
         async with anyio.create_task_group() as group:
 
             async def stream() -> None:
                 try:
-                    await self._stream(send)
+                    await self._stream(send, outbox)
                 except OSError:
                     pass  # the client is gone; the listener ends the group
                 finally:
@@ -149,21 +150,75 @@ class EventStreamResponse:
                     pass
                 group.cancel_scope.cancel()
 
+            group.start_soon(outbox.fill, self.body)
             group.start_soon(stream)
             group.start_soon(listen)
 
-    async def _stream(self, send: Send) -> None:
+    async def _stream(self, send: Send, outbox: Outbox) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        try:
-            async for chunk in self.body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finally:
-            await _close(self.body)
-            await _close(self.chunks)  # if the encoder never started, it never closed them
+        while (data := await outbox.take()) is not None:
+            last = outbox.ended  # the end goes with the last events, not in a send of its own
+            await send({"type": "http.response.body", "body": data, "more_body": not last})
+            if last:
+                return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class Outbox:
+    """Events from the task that produces them to the task that writes them. The writer takes
+    everything produced since its last write in one piece: the events of one upstream read (or
+    one engine step) leave in one write, not one write each. The producer waits while
+    ``limit`` bytes are untaken (a slow client holds back the upstream, as before)."""
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.done = False
+        self._filled: anyio.Event | None = None  # the writer waits for events
+        self._taken: anyio.Event | None = None  # the producer waits for room
+
+    async def fill(self, events: AsyncIterator[bytes]) -> None:
+        try:
+            async for data in events:
+                self.parts.append(data)
+                self.size += len(data)
+                if self._filled is not None:
+                    self._filled.set()
+                if self.size >= self.limit:
+                    self._taken = anyio.Event()
+                    await self._taken.wait()
+        finally:
+            self.done = True
+            if self._filled is not None:
+                self._filled.set()
+
+    @property
+    def ended(self) -> bool:
+        """Whether every event has been taken."""
+        return self.done and not self.parts
+
+    async def take(self) -> bytes | None:
+        """Every event not yet taken, joined; None once the events have ended."""
+        while not self.parts:
+            if self.done:
+                return None
+            self._filled = anyio.Event()
+            await self._filled.wait()
+        self._filled = None
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        if self._taken is not None:
+            self._taken.set()
+            self._taken = None
+        return data
+
+
 async def _close(body: AsyncIterator[Any]) -> None:
+    if getattr(body, "ag_frame", True) is None:
+        return  # an async generator that has finished holds nothing to close (and a shielded
+        # scope costs a backend lookup: this runs several times per stream)
     closer = getattr(body, "aclose", None)
     if closer is not None:
         with anyio.CancelScope(shield=True):

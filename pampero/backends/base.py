@@ -33,23 +33,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pampero.errors import NotFoundError
-from pampero.protocol import ChatCompletionRequest, CompletionRequest, Parsed
+from pampero.pricing import Price as Price
+from pampero.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    Parsed,
+    TokenizeRequest,
+)
 from pampero.protocol.common import GenerationFields
 from pampero.protocol.replies import ChatCompletion, Reply
 from pampero.settings import Settings
 
 # Fields every backend takes: they name the request itself, not a way to generate.
 ALWAYS_SUPPORTED = frozenset({"model", "messages", "prompt", "stream"})
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million prompt / completion tokens, per request and per image."""
-
-    prompt: float = 0.0
-    completion: float = 0.0
-    request: float = 0.0
-    image: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +64,7 @@ class ModelCard:
     supported_params: frozenset[str] | None = None
     price: Price | None = None
     serves_completions: bool = False
+    serves_tokens: bool = False  # /tokenize and /detokenize
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -82,6 +80,7 @@ class RequestContext:
     caller: str | None = None  # the API key's id, once accounts exist
     priority: int | None = None  # overrides the body's priority (an account's tier)
     request_id: str = ""
+    session: str | None = None  # a session key for provider affinity (x-session-id header)
 
 
 class ChatBackend(Protocol):
@@ -102,6 +101,14 @@ class ChatBackend(Protocol):
         """``POST /v1/completions``; a backend whose card does not serve it raises 404."""
         ...
 
+    async def tokenize(self, parsed: Parsed[TokenizeRequest], context: RequestContext) -> Reply:
+        """vLLM's ``POST /tokenize``; a backend whose card does not serve it raises 404."""
+        ...
+
+    async def detokenize(self, parsed: Parsed[DetokenizeRequest], context: RequestContext) -> Reply:
+        """vLLM's ``POST /detokenize``; like ``tokenize``."""
+        ...
+
 
 class BackendBase(ABC):
     """Defaults for a ``ChatBackend``: fields checked against the card, no completions. A
@@ -119,6 +126,19 @@ class BackendBase(ABC):
     async def complete(self, parsed: Parsed[CompletionRequest], context: RequestContext) -> Reply:
         raise NotFoundError(
             f"the model '{self.card.id}' does not serve /v1/completions; use /v1/chat/completions",
+            param="model",
+            code="model_not_found",
+        )
+
+    async def tokenize(self, parsed: Parsed[TokenizeRequest], context: RequestContext) -> Reply:
+        raise self._no_tokens("/tokenize")
+
+    async def detokenize(self, parsed: Parsed[DetokenizeRequest], context: RequestContext) -> Reply:
+        raise self._no_tokens("/detokenize")
+
+    def _no_tokens(self, path: str) -> NotFoundError:
+        return NotFoundError(
+            f"the model '{self.card.id}' does not serve {path}",
             param="model",
             code="model_not_found",
         )

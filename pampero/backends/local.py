@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pampero.backends.base import BackendEnvironment, ChatBackend, ModelCard, RequestContext
-from pampero.protocol import ChatCompletionRequest, CompletionRequest, Parsed
+from pampero.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    Parsed,
+    TokenizeRequest,
+)
 from pampero.protocol.common import GenerationFields
 from pampero.protocol.replies import Reply
 from pampero.serving.hub import ServedModel
@@ -45,17 +51,29 @@ class LocalBackend:
                 "beam_search": caps.supports_beam_search,
                 "structured_outputs": True,
             },
+            price=config.price,
             serves_completions=True,
+            serves_tokens=True,
         )
 
     def unsupported(self, request: GenerationFields) -> list[str]:
         return []
 
     async def chat(self, parsed: Parsed[ChatCompletionRequest], context: RequestContext) -> Reply:
+        if context.priority is not None:  # an account's tier outranks the body's priority
+            parsed.request.priority = context.priority
         return await self.services.chat.create(parsed, context.arrival)
 
     async def complete(self, parsed: Parsed[CompletionRequest], context: RequestContext) -> Reply:
+        if context.priority is not None:
+            parsed.request.priority = context.priority
         return await self.services.completions.create(parsed, context.arrival)
+
+    async def tokenize(self, parsed: Parsed[TokenizeRequest], context: RequestContext) -> Reply:
+        return self.services.tokens.tokenize(parsed)
+
+    async def detokenize(self, parsed: Parsed[DetokenizeRequest], context: RequestContext) -> Reply:
+        return self.services.tokens.detokenize(parsed)
 
 
 def local_backends(environment: BackendEnvironment) -> Iterable[ChatBackend]:

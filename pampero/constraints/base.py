@@ -54,6 +54,9 @@ class ConstraintSpec:
     whitespace_pattern: str | None = None
     grammar_syntax: Literal["gbnf", "lark"] | None = None  # for kind == "grammar"
     backend: str = "auto"
+    # OpenAI's ``strict``: enforce all of a JSON schema or refuse it. Not strict, what no
+    # backend enforces is dropped and checked after generation (``schema_relax``).
+    strict: bool = True
 
     def key(self) -> tuple[Any, ...]:
         """What makes two specs compile to the same thing (the field they came from does not)."""
@@ -132,6 +135,9 @@ class CompiledConstraint:
     compiled: Any
     owner: ConstraintBackend
     mask_budget: MaskBudget | None = None  # what each token may cost on the decode thread
+    # Set when a non-strict schema was relaxed to compile: the output is checked against the
+    # full schema when generation ends (pampero.constraints.postcheck.PostCheck).
+    check_after: Any = None
 
     @property
     def param(self) -> str:

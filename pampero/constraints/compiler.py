@@ -19,7 +19,8 @@ the worker proved bounded).
 
 Results, including refusals (a malformed spec, one a backend cannot express), are cached in an
 LRU bounded by entries and bytes, keyed by backend and spec; timeouts and crashes are not, as a
-loaded machine could cause them. Concurrent compiles of one spec share one build.
+loaded machine could cause them. Concurrent compiles of one spec share one build. Given a
+``DiskCache``, compiled artifacts are also kept on disk across restarts (``disk_cache``).
 
 Example::
 
@@ -33,12 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import orjson
 
 from pampero.constraints.base import (
     CompiledConstraint,
@@ -47,8 +51,11 @@ from pampero.constraints.base import (
     ConstraintVocabulary,
 )
 from pampero.constraints.cache import BoundedLRU
+from pampero.constraints.disk_cache import DiskCache, code_version, vocabulary_hash
+from pampero.constraints.postcheck import PostCheck
 from pampero.constraints.probe import probe
 from pampero.constraints.registry import BackendRegistry
+from pampero.constraints.schema_relax import LEVELS, relax
 from pampero.constraints.schema_rewrite import rewrite_spec
 from pampero.constraints.validation import DEFAULT_LIMITS, Limits, validate
 from pampero.constraints.worker import (
@@ -57,13 +64,21 @@ from pampero.constraints.worker import (
     WorkerOverran,
     start_method_context,
 )
-from pampero.errors import EngineError, InvalidRequestError, Overloaded, UnsupportedParameter
+from pampero.errors import (
+    BeyondLimits,
+    EngineError,
+    InvalidRequestError,
+    Overloaded,
+    UnsupportedParameter,
+)
 from pampero.sampling.constraint import MaskBudget
 
 _PREPARE_TIMEOUT = 180.0  # importing a library and adapting a vocabulary, outside the deadline
 BACKSTOP = 6.0  # the wall-clock bound on one compile call, in deadlines
 PROBE_CPU = 1.0  # CPU seconds the mask probe may take: a mask that long is over any budget
 _ERROR_BYTES = 256
+# Validity alone, whatever the size: what a schema is checked against before it is relaxed.
+_UNBOUNDED = Limits(max_repetition=1 << 62, max_nesting=1 << 30, max_ref_depth=1 << 30)
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,7 @@ class ConstraintCompiler:
         limits: Limits = DEFAULT_LIMITS,
         mask_budget: MaskBudget | None = MaskBudget(),  # noqa: B008 - frozen, shared
         backstop: float = BACKSTOP,
+        disk_cache: DiskCache | None = None,
     ) -> None:
         if deadline <= 0 or workers < 1 or backstop < 1:
             raise ValueError("a compiler needs a positive deadline and at least one worker")
@@ -134,6 +150,8 @@ class ConstraintCompiler:
         self.mask_budget = mask_budget
         self.registry = registry if registry is not None else BackendRegistry()
         self.limits = limits
+        self.disk_cache = disk_cache
+        self._vocabulary_hash: str | None = None
         self.cache: BoundedLRU[tuple[Any, ...], _Outcome] = BoundedLRU(
             max_entries=cache_entries, max_bytes=cache_bytes
         )
@@ -153,13 +171,95 @@ class ConstraintCompiler:
         """The compiled ``spec``; raises ``InvalidRequestError`` / ``UnsupportedParameter``."""
         if self._closed:
             raise EngineError("the constraint compiler is closed")
-        spec = rewrite_spec(spec)
+        if spec.kind == "json_schema" and not spec.strict:
+            return await self.compile_around_schema(spec, lambda text: replace(spec, value=text))
+        return await self._first_compiled(rewrite_spec(spec), self._budget())
+
+    async def compile_around_schema(
+        self, schema: ConstraintSpec, build: Callable[[str], ConstraintSpec]
+    ) -> CompiledConstraint:
+        """``build(schema.value)`` compiled: a constraint made around a JSON schema (the schema
+        itself, or a grammar that embeds it). If no backend compiles it and ``schema`` is not
+        strict, the schema is relaxed (``schema_relax``), step by step, into ``build`` until one
+        compiles; the result then carries the check of the full schema (``check_after``). A
+        schema that is itself invalid stays that 400."""
+        if self._closed:
+            raise EngineError("the constraint compiler is closed")
+        schema = rewrite_spec(schema)
+        budget = self._budget()
+        try:
+            return await self._first_compiled(rewrite_spec(build(schema.value)), budget)
+        except InvalidRequestError as exc:
+            if schema.strict or schema.kind != "json_schema":
+                raise
+            await self._check_valid(schema)  # an invalid schema is its own 400
+            refused = exc
+        relaxed = await self._relaxed(schema, build, budget)
+        if relaxed is None:
+            raise refused
+        return relaxed
+
+    def _budget(self) -> _Budget:
+        return _Budget(self.deadline, self.deadline * self.backstop)
+
+    async def _check_valid(self, schema: ConstraintSpec) -> None:
+        """Raise the 400 of a malformed ``schema``, whatever its size (a schema too large to
+        check whole passes: relaxing it is the best that can be done)."""
+        with contextlib.suppress(BeyondLimits):
+            await asyncio.to_thread(validate, replace(schema, whitespace_pattern=None), _UNBOUNDED)
+
+    async def _relaxed(
+        self, schema: ConstraintSpec, build: Callable[[str], ConstraintSpec], budget: _Budget
+    ) -> CompiledConstraint | None:
+        """The first relaxation of a non-strict ``schema`` some backend compiles into ``build``,
+        carrying the check of the full schema; None if even the loosest is refused. The
+        relaxations get one fresh deadline between them if the full schema spent it, and the
+        last (the top-level type alone, milliseconds) one of its own."""
+        document = json.loads(schema.value)
+        expressible = self._expressible(build(schema.value).backend)
+        steps: list[tuple[int, Callable[[str], bool] | None]] = [(n, None) for n in LEVELS]
+        steps.insert(LEVELS.index(2), (2, expressible))
+        refreshed = False
+        tried = set()
+        for level, keep in steps:
+            relaxed = relax(document, level, self.limits, keep)
+            text = orjson.dumps(relaxed.schema).decode()
+            if not relaxed.dropped or text in tried:
+                continue
+            tried.add(text)
+            if budget.left <= 0 and (not refreshed or level == LEVELS[-1]):
+                budget, refreshed = self._budget(), True
+            loose = rewrite_spec(build(text))
+            try:
+                compiled = await self._first_compiled(loose, budget)
+            except InvalidRequestError:
+                continue
+            return replace(compiled, check_after=PostCheck.of(schema.value, relaxed.dropped))
+        return None
+
+    def _expressible(self, backend: str) -> Callable[[str], bool]:
+        """Whether some backend ``backend`` stands for can take a regex, by its features alone
+        (``ConstraintBackend.unsupported``; nothing is compiled)."""
+
+        def keep(pattern: str) -> bool:
+            probe = ConstraintSpec(kind="regex", value=pattern, param="pattern", backend=backend)
+            try:
+                self.registry.candidates(probe)
+            except InvalidRequestError:
+                return False
+            return True
+
+        return keep
+
+    async def _first_compiled(self, spec: ConstraintSpec, budget: _Budget) -> CompiledConstraint:
+        """``spec`` compiled by the first candidate backend that can."""
         names = self.registry.candidates(spec)
-        budget = _Budget(self.deadline, self.deadline * self.backstop)
         refusals: list[UnsupportedParameter] = []
         for name in names:
             try:
                 return await self._compiled(name, spec, budget)
+            except BeyondLimits:
+                raise  # the spec's size, or the deadline all backends share: no use going on
             except UnsupportedParameter as exc:
                 refusals.append(exc)
         if len(refusals) == 1:
@@ -263,13 +363,16 @@ class ConstraintCompiler:
         """The outcome and its cache size (None: not to be cached)."""
         loop = asyncio.get_running_loop()
         backend = self.registry.backend(name)
+        compiled = await self._from_disk(name, spec)
         try:
-            artifact = await self._in_worker(name, spec, budget)
-            compiled = await loop.run_in_executor(
-                self._executor, backend.load, artifact, spec, self.vocabulary
-            )
+            if compiled is None:
+                artifact = await self._in_worker(name, spec, budget)
+                compiled = await loop.run_in_executor(
+                    self._executor, backend.load, artifact, spec, self.vocabulary
+                )
+                self._to_disk(name, spec, artifact)
         except _Transient as exc:
-            return _Outcome(None, InvalidRequestError, exc.message, spec.param), None
+            return _Outcome(None, BeyondLimits, exc.message, spec.param), None
         except InvalidRequestError as exc:
             return _refusal(exc, spec), _ERROR_BYTES + len(exc.message)
         size = backend.footprint(compiled)
@@ -277,6 +380,51 @@ class ConstraintCompiler:
             name, spec, size, compiled, backend, mask_budget=self.mask_budget
         )
         return _Outcome(compiled_constraint), size
+
+    # -- across restarts --------------------------------------------------------------------------
+
+    def _disk_key(self, name: str, spec: ConstraintSpec) -> str | None:
+        if self.disk_cache is None:
+            return None
+        if self._vocabulary_hash is None:
+            self._vocabulary_hash = vocabulary_hash(self.vocabulary)
+        entry = self.registry.entries[name]
+        return self.disk_cache.key(
+            name,
+            code_version(entry.requires, entry.target),
+            self._vocabulary_hash,
+            spec.key(),
+            self.limits,
+            self.mask_budget,
+        )
+
+    async def _from_disk(self, name: str, spec: ConstraintSpec) -> Any | None:
+        """``spec`` as ``name`` compiled it before (this process or an earlier one), loaded;
+        None if it is not on disk or no longer loads."""
+        key = self._disk_key(name, spec)
+        if key is None or self.disk_cache is None:
+            return None
+        loop = asyncio.get_running_loop()
+        artifact = await loop.run_in_executor(self._executor, self.disk_cache.get, key)
+        if artifact is None:
+            return None
+        backend = self.registry.backend(name)
+        try:
+            await loop.run_in_executor(self._executor, backend.prepare, self.vocabulary)
+            return await loop.run_in_executor(
+                self._executor, backend.load, artifact, spec, self.vocabulary
+            )
+        except Exception:  # an entry this library cannot read: compile it again
+            return None
+
+    def _to_disk(self, name: str, spec: ConstraintSpec, artifact: Any) -> None:
+        key = self._disk_key(name, spec)
+        if key is not None and self.disk_cache is not None:
+            self._spawn(
+                asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.disk_cache.put, key, artifact
+                )
+            )
 
     async def _in_worker(self, name: str, spec: ConstraintSpec, budget: _Budget) -> Any:
         loop = asyncio.get_running_loop()

@@ -1,11 +1,12 @@
 """Checks every spec passes before any backend sees it, whatever backend is chosen.
 
 A malformed value (a regex Python cannot parse, a schema that is not a JSON Schema, a ``$ref``
-that points nowhere, a value of the wrong type) is an ``InvalidRequestError`` naming the field.
-So are shapes this server refuses to compile at all: repetition counts and nesting beyond
-``Limits`` and ``$ref`` chains that recurse without consuming any text (those never terminate
-in any backend). Runs in the compile worker, under the deadline, since a huge schema takes a
-while to walk.
+that points nowhere or recurses without consuming any text, which no backend and no validator
+can follow, a value of the wrong type) is an ``InvalidRequestError`` naming the field. A
+well-formed value past what this server compiles (repetition counts, nesting and ``$ref``
+chains beyond ``Limits``) is ``BeyondLimits``: still a 400 for a strict constraint, while a
+non-strict schema is relaxed around it (``schema_relax``). Runs in the compile worker, under
+the deadline, since a huge schema takes a while to walk.
 
 Example::
 
@@ -24,7 +25,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from pampero.constraints.base import ConstraintSpec
-from pampero.errors import InvalidRequestError
+from pampero.errors import BeyondLimits, InvalidRequestError
 
 _QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 _GBNF_RULE = re.compile(r"^\s*[A-Za-z_][\w-]*\s*::=", re.MULTILINE)
@@ -67,7 +68,7 @@ _BRANCH_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 _NAME_MAPS = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 )
-_COUNT_KEYWORDS = (
+COUNT_KEYWORDS = (
     "minItems",
     "maxItems",
     "minLength",
@@ -151,11 +152,11 @@ def _check_regex(pattern: str, param: str, limits: Limits) -> None:
         raise InvalidRequestError(f"invalid regex: {exc}", param=param) from None
     depth, count = regex_shape(pattern)
     if depth > limits.max_nesting:
-        raise InvalidRequestError(
+        raise BeyondLimits(
             f"the regex nests groups {depth} deep; the limit is {limits.max_nesting}", param=param
         )
     if count > limits.max_repetition:
-        raise InvalidRequestError(
+        raise BeyondLimits(
             f"the regex repeats {count} times; the limit is {limits.max_repetition}", param=param
         )
 
@@ -199,7 +200,8 @@ def _check_schema_spec(spec: ConstraintSpec, limits: Limits) -> None:
         raise _fail(spec, "the JSON schema is not valid JSON (or nests too deep)") from None
     if not isinstance(schema, dict):
         raise _fail(spec, "a JSON schema must be a JSON object")
-    nodes = list(_walk(schema, limits.max_nesting, lambda: _fail(spec, _too_deep(limits))))
+    too_deep = BeyondLimits(_too_deep(limits), param=spec.param)
+    nodes = list(_walk(schema, limits.max_nesting, lambda: too_deep))
     _check_metaschema(spec, schema)
     targets: dict[str, Any] = {}
     for pointer, node in nodes:
@@ -329,23 +331,25 @@ def _check_metaschema(spec: ConstraintSpec, schema: dict[str, Any]) -> None:
             spec, f"not a valid JSON Schema: {exc.message}" + (f" (at #/{where})" if where else "")
         ) from None
     except RecursionError:
-        raise _fail(spec, "the JSON schema nests too deep to check") from None
+        raise BeyondLimits("the JSON schema nests too deep to check", param=spec.param) from None
 
 
 def _check_counts(spec: ConstraintSpec, pointer: str, node: dict[str, Any], limits: Limits) -> None:
-    for keyword in _COUNT_KEYWORDS:
+    for keyword in COUNT_KEYWORDS:
         count = node.get(keyword)
         if isinstance(count, int) and count > limits.max_repetition:
-            raise _fail(
-                spec,
+            raise BeyondLimits(
                 f"{keyword!r} of {count} at {pointer} is above this server's limit of "
                 f"{limits.max_repetition}",
+                param=spec.param,
             )
     pattern = node.get("pattern")
     if isinstance(pattern, str):
         depth, count = regex_shape(pattern)
         if count > limits.max_repetition or depth > limits.max_nesting:
-            raise _fail(spec, f"the 'pattern' at {pointer} repeats or nests beyond the limits")
+            raise BeyondLimits(
+                f"the 'pattern' at {pointer} repeats or nests beyond the limits", param=spec.param
+            )
 
 
 def _resolve(spec: ConstraintSpec, schema: dict[str, Any], ref: str) -> Any:
@@ -388,8 +392,9 @@ def _check_ref_graph(
         raise _fail(spec, f"$ref {cycle!r} refers back to itself without consuming any text")
     depth = _longest_chain(inside, list(targets))
     if depth > limits.max_ref_depth:
-        raise _fail(
-            spec, f"the schema chains $ref {depth} deep; the limit is {limits.max_ref_depth}"
+        raise BeyondLimits(
+            f"the schema chains $ref {depth} deep; the limit is {limits.max_ref_depth}",
+            param=spec.param,
         )
 
 

@@ -33,7 +33,7 @@ from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
 from pampero.constraints.probe import probe
 from pampero.constraints.registry import BackendEntry, BackendRegistry
 from pampero.constraints.validation import Limits, validate
-from pampero.errors import InvalidRequestError, UnsupportedParameter
+from pampero.errors import BeyondLimits, InvalidRequestError, UnsupportedParameter
 from pampero.sampling.constraint import MaskBudget
 
 _NICENESS = 10
@@ -112,14 +112,16 @@ def _answer(
         validate(spec, limits)
         last["artifact"] = artifact = backend.compile(spec, vocabulary)
         return ("ok", artifact)
+    except BeyondLimits as exc:
+        return ("error", ("beyond", exc.message, exc.param))
     except UnsupportedParameter as exc:
         return ("error", ("unsupported", exc.message, exc.param))
     except InvalidRequestError as exc:
         return ("error", ("invalid", exc.message, exc.param))
     except RecursionError:
-        return ("error", ("invalid", "the constraint nests too deep to compile", param))
+        return ("error", ("beyond", "the constraint nests too deep to compile", param))
     except MemoryError:
-        return ("error", ("invalid", "the constraint needs too much memory to compile", param))
+        return ("error", ("beyond", "the constraint needs too much memory to compile", param))
     except Exception as exc:  # a library's own failure on a well-formed spec
         text = f"{name} failed on this constraint: {type(exc).__name__}: {exc}"
         return ("error", ("unsupported", text[:500], param))
@@ -196,9 +198,7 @@ class CompileWorker:
         if status == "ok":
             return payload
         kind, message, param = payload
-        raise (UnsupportedParameter if kind == "unsupported" else InvalidRequestError)(
-            message, param=param
-        )
+        raise _ERRORS[kind](message, param=param)
 
     def _wait(self, cpu_limit: float, wall_limit: float) -> None:
         """Until the child answers; kill it past ``cpu_limit`` of its CPU or ``wall_limit``."""
@@ -230,3 +230,10 @@ class CompileWorker:
             self.process.join(1.0)
         if self.process.is_alive():
             self.kill()
+
+
+_ERRORS: dict[str, type[InvalidRequestError]] = {
+    "beyond": BeyondLimits,
+    "unsupported": UnsupportedParameter,
+    "invalid": InvalidRequestError,
+}

@@ -27,6 +27,7 @@ from pampero.inference import (
     EngineEvent,
     EngineStats,
     GenerationRequest,
+    SpeculativeParams,
     Tokenizer,
 )
 
@@ -50,6 +51,8 @@ class EngineOptions:
     kv_unified: bool = True
     prefix_cache: bool = True
     mmproj: str | None = None
+    speculative: SpeculativeParams | None = None  # for requests that do not choose
+    prefix_cache_tokens: int = 0  # KV kept for finished prompts beyond the slots
 
 
 class Engine(Protocol):

@@ -24,7 +24,7 @@ from pampero.engines.scheduler import (
     Vocabulary,
 )
 from pampero.engines.stream import EventStream
-from pampero.errors import EngineError, EngineNotReady
+from pampero.errors import EngineNotReady
 from pampero.inference import Capabilities, EngineEvent, EngineStats, GenerationRequest, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,14 @@ class BatchedEngine:
         assert self._scheduler is not None
         try:
             self._scheduler.run(self._stop)
-        except BaseException as exc:  # report to every waiting client, then die visibly
+        except BaseException as exc:  # report to every waiting client and in the log, then end
             log.exception("engine thread of %s died", self.model_id)
-            self._scheduler.fail_all(EngineError(f"the engine stopped: {exc}"))
-            raise
+            self._scheduler.fail_all(
+                EngineNotReady(
+                    f"the engine of model {self.model_id} stopped ({type(exc).__name__}: {exc}); "
+                    "the server must be restarted"
+                )
+            )
         finally:
             self._scheduler.fail_all(EngineNotReady(f"model {self.model_id} is shutting down"))
 

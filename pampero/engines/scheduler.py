@@ -28,7 +28,9 @@ import numpy.typing as npt
 
 from pampero.engines.beam import BeamSearch
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary, new_text
+from pampero.engines.prefix_cache import MIN_ENTRY_TOKENS, PrefixCache
 from pampero.engines.sequence import IMAGE_CELL, ActiveRequest, Phase, Sequence, Sink
+from pampero.engines.speculative import ngram_draft
 from pampero.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -41,6 +43,7 @@ from pampero.inference import (
     EngineEvent,
     EngineStats,
     GenerationRequest,
+    SpeculativeParams,
     TokenLogprob,
 )
 from pampero.sampling.sampler import logprobs_of
@@ -83,6 +86,11 @@ class SchedulerConfig:
     max_queue: int
     prefix_cache: bool = True
     share_prefixes: bool = True  # needs a unified KV buffer
+    speculative: SpeculativeParams | None = None  # for requests that do not choose
+    # The prefix cache beyond the slots: sequence ids max_seqs.. max_seqs + cache_seqs - 1,
+    # holding at most cache_tokens tokens (needs share_prefixes).
+    cache_seqs: int = 0
+    cache_tokens: int = 0
 
 
 @dataclass
@@ -98,6 +106,7 @@ class _Row:
     sequence: Sequence
     position: int
     samples: bool  # the row's logits choose the next token (else: a prompt-logprob row)
+    draft: int = 0  # a speculating sequence's row: 0 for its last token, j for its j-th draft
 
 
 class Scheduler:
@@ -124,6 +133,15 @@ class Scheduler:
         self._free_slots = config.max_seqs  # approximate, read by submitters
         self._wake = threading.Event()
         self._outbox: Emission = []
+        self._cache: PrefixCache | None = None
+        if (
+            config.prefix_cache
+            and config.share_prefixes
+            and config.cache_seqs
+            and config.cache_tokens
+        ):
+            ids = range(config.max_seqs, config.max_seqs + config.cache_seqs)
+            self._cache = PrefixCache(runner, ids, config.cache_tokens)
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -257,8 +275,11 @@ class Scheduler:
             self._dequeued()
         if request in self._running:
             self._running.remove(request)
+            # Aborts land between steps, so the KV holds exactly what each sequence decoded:
+            # keep it for the next prompt sharing the prefix (a client that closes a stream
+            # and asks again must not pay the whole prefill again).
             for sequence in request.sequences:
-                self._release(sequence, keep_cache=False)
+                self._release(sequence, keep_cache=True)
             self._free_media(request)
             self._outbox.append((request.sink, None))
         self._flush()
@@ -336,6 +357,7 @@ class Scheduler:
         primary = max(free, key=lambda s: (_common_prefix(s, prompt) if reuse else 0, -s.n_cached))
         n_past = self._reuse_prefix(primary, prompt) if reuse else 0
         if not reuse:
+            self._spill(primary, 0)
             self.runner.seq_remove(primary.seq_id)
         request.cached_tokens = n_past
         if params.prompt_logprobs is not None:
@@ -345,6 +367,7 @@ class Scheduler:
         for index, slot in enumerate(slots):
             slot.busy = True
             if index:
+                self._spill(slot, 0)
                 self.runner.seq_remove(slot.seq_id)
             request.sequences.append(
                 self._new_sequence(request, index, slot, n_past if not index else 0)
@@ -372,12 +395,25 @@ class Scheduler:
                 length = min(_common_prefix(slot, prompt), limit)
                 if slot is not primary and length > best_len:
                     best, best_len = slot, length
+        cached, cached_len = self._cache.match(prompt, limit) if self._cache else (-1, 0)
+        if cached_len > best_len:
+            self._spill(primary, 0, protect=cached)
+            self.runner.seq_remove(primary.seq_id)
+            self.runner.seq_copy(cached, primary.seq_id, cached_len)
+            return cached_len
+        self._spill(primary, best_len if best is primary else 0)
         if best is primary:
             self.runner.seq_remove(primary.seq_id, best_len, -1)
         else:
             self.runner.seq_remove(primary.seq_id)
             self.runner.seq_copy(best.seq_id, primary.seq_id, best_len)
         return best_len
+
+    def _spill(self, slot: _Slot, keep: int, protect: int = -1) -> None:
+        """Before ``slot`` drops what it holds past ``keep`` tokens, let the prefix cache keep
+        its whole history (a conversation that another one displaces from its slot)."""
+        if self._cache is not None and slot.n_cached > keep and slot.n_cached >= MIN_ENTRY_TOKENS:
+            self._cache.keep(slot.seq_id, slot.tokens[: slot.n_cached], protect)
 
     def _new_sequence(
         self, request: ActiveRequest, index: int, slot: _Slot, n_past: int
@@ -442,6 +478,7 @@ class Scheduler:
             return
         logits = self.runner.decode(tokens, positions, seq_ids, want)
         self._consume(rows, logits)
+        self._settle_drafts(rows)
 
     def _build_batch(
         self, requests: list[ActiveRequest]
@@ -458,6 +495,10 @@ class Scheduler:
         sid: list[npt.NDArray[np.int32]] = []
         out: list[npt.NDArray[np.int8]] = []
         decoding = [s for r in requests for s in r.sequences if s.phase is Phase.DECODE]
+        budget = self._draft(decoding, self.runner.n_batch - len(decoding))
+        speculating = [s for s in decoding if s.drafts]
+        if speculating:
+            decoding = [s for s in decoding if not s.drafts]
         if decoding:
             tok.append(np.fromiter((s.tokens[-1] for s in decoding), np.int32, len(decoding)))
             pos.append(
@@ -468,7 +509,18 @@ class Scheduler:
             for s in decoding:
                 rows.append(_Row(s, s.n_past, True))
                 s.n_past += 1
-        budget = self.runner.n_batch - len(decoding)
+        for s in speculating:
+            window = np.asarray([s.tokens[-1], *s.drafts], dtype=np.int32)
+            n = len(window)
+            tok.append(window)
+            pos.append(
+                np.arange(s.n_past - s.pos_shift, s.n_past - s.pos_shift + n, dtype=np.int32)
+            )
+            sid.append(np.full(n, s.slot, dtype=np.int32))
+            out.append(np.ones(n, dtype=np.int8))
+            rows.extend(_Row(s, s.n_past + j, True, j) for j in range(n))
+            s.n_past += 1
+            s.spec_open = True
         for request in requests:
             for s in request.sequences:
                 if s.phase is not Phase.PREFILL or budget <= 0:
@@ -485,6 +537,48 @@ class Scheduler:
             np.concatenate(sid),
             np.concatenate(out),
         )
+
+    def _draft(self, decoding: list[Sequence], budget: int) -> int:
+        """Give each speculating sequence its drafts for this step, within ``budget`` batch
+        rows; what is left of the budget goes to prefill."""
+        for s in decoding:
+            s.drafts = []
+            s.spec_open = False
+            spec = self._speculation(s)
+            if spec is None or budget <= 0:
+                continue
+            room = min(spec.num_tokens, budget, self._draft_room(s))
+            if room > 0:
+                s.drafts = ngram_draft(s.tokens, room)
+                budget -= len(s.drafts)
+        return budget
+
+    def _speculation(self, s: Sequence) -> SpeculativeParams | None:
+        request = s.request
+        spec = request.generation.sampling.speculative or self.config.speculative
+        if spec is None or not spec.enabled or request.beam is not None:
+            return None
+        return spec
+
+    def _draft_room(self, s: Sequence) -> int:
+        """Drafts worth decoding: the step yields up to one token more than it drafts, and
+        neither the token budget nor the context may be overrun."""
+        room = self.runner.n_ctx_seq - 1 - s.n_past
+        limit = s.choice.params.max_tokens
+        if limit is not None:
+            room = min(room, limit - len(s.output_ids) - 1)
+        return room
+
+    def _settle_drafts(self, rows: list[_Row]) -> None:
+        """Drop the KV of rejected drafts and count what was drafted and accepted."""
+        for row in rows:
+            s = row.sequence
+            if row.draft or not s.drafts:
+                continue
+            self.runner.seq_remove(s.slot, s.n_past - s.pos_shift, -1)
+            s.request.drafted += len(s.drafts)
+            s.drafts = []
+            s.spec_open = False
 
     def _add_prefill(
         self,
@@ -580,6 +674,11 @@ class Scheduler:
             return
         if s.phase is Phase.DONE:
             return
+        if row.draft:
+            if not s.spec_open:  # an earlier row of this window rejected its draft
+                return
+            s.n_past += 1  # the draft decoded at this row's position is the sampled token
+            s.request.accepted += 1
         beam = s.request.beam
         if beam is not None:
             beams.setdefault(id(beam), (beam, {}))[1][s.index] = logits
@@ -587,6 +686,10 @@ class Scheduler:
         token = greedy_pick if greedy_pick is not None else s.sampler.choose(logits, s.output_ids)
         first = not s.output_ids
         self._append(s, token, logits)
+        if s.drafts:
+            s.spec_open = (
+                row.draft < len(s.drafts) and token == s.drafts[row.draft] and not s.choice.done
+            )
         if first and s.index == 0:
             self._start_siblings(s, logits)
 
@@ -628,6 +731,8 @@ class Scheduler:
                     prompt_tokens=len(request.prompt),
                     cached_tokens=request.cached_tokens,
                     prompt_logprobs=None if request.sent_first else request.prompt_logprobs,
+                    draft_tokens=request.drafted,
+                    accepted_draft_tokens=request.accepted,
                 )
                 request.sent_first = True
                 self._outbox.append((request.sink, event))

@@ -39,6 +39,10 @@ class Sequence:
     # Positions are token indices minus this: an image's embeddings can take fewer positions
     # than KV cells (M-RoPE), so text after it starts earlier.
     pos_shift: int = 0
+    # Speculative decoding: this step's draft tokens (decoded after tokens[-1]), and whether
+    # every row of the step so far matched its draft (the next row is still valid).
+    drafts: list[int] = field(default_factory=list)
+    spec_open: bool = False
 
     @property
     def index(self) -> int:
@@ -76,6 +80,8 @@ class ActiveRequest:
     beam: BeamSearch | None = None
     prompt: list[int] = field(default_factory=list)  # with images expanded (cells: IMAGE_CELL)
     media: dict[int, Any] = field(default_factory=dict)  # prompt index -> the image chunk there
+    drafted: int = 0  # speculative draft tokens verified so far
+    accepted: int = 0  # of which the model agreed with
 
     @property
     def done(self) -> bool:

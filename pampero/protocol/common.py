@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from pampero.protocol.provider import FORBIDDEN_FIELDS, FallbackModels, ProviderPreferences
 
 # Union members are tagged with names that cannot be JSON field names, so the error translator
 # can drop them from a validation error's location (``messages.0.<user>.content`` becomes
@@ -222,6 +224,19 @@ class StreamOptions(ProtocolModel):
     include_obfuscation: bool | None = None
 
 
+# Draft tokens verified per step: past a few, a rejected draft wastes more rows than the
+# accepted ones save.
+MAX_SPECULATIVE_TOKENS = 16
+
+
+class Speculative(ProtocolModel):
+    """pampero's per-request speculative decoding: ``{"method": "ngram", "num_tokens": 4}``
+    drafts by prompt lookup; ``{"method": "none"}`` turns off the server's default."""
+
+    method: Literal["ngram", "none"]
+    num_tokens: Annotated[int, Field(ge=1, le=MAX_SPECULATIVE_TOKENS)] = 4
+
+
 class GenerationFields(ProtocolModel):
     """Fields shared by ``/v1/chat/completions`` and ``/v1/completions``: the OpenAI sampling
     parameters, vLLM's sampling extras, and the request-level knobs (priority, provider).
@@ -261,12 +276,28 @@ class GenerationFields(ProtocolModel):
     return_tokens_as_token_ids: bool = False
     # Names of server-registered processors; pampero never imports client-named code.
     logits_processors: list[NonEmptyStr] | None = None
+    speculative: Speculative | None = None
 
     priority: Int64 = 0
     request_id: str | None = None
     # Gateway routing preferences (OpenRouter-style: order, allow_fallbacks, only, ignore,
-    # sort, ...), interpreted by the gateway.
-    provider: dict[str, Any] | None = None
+    # sort, ...), interpreted by the gateway (pampero/gateway/); ``models``: fallback models.
+    provider: ProviderPreferences | None = None
+    models: FallbackModels | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_upstream_choice(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in FORBIDDEN_FIELDS:
+                if name in data:
+                    raise field_error(
+                        name,
+                        f"'{name}' is not accepted: the server chooses the upstream provider, "
+                        "its address and its credentials; route with 'model', 'models' and "
+                        "'provider'.",
+                    )
+        return data
 
     @model_validator(mode="after")
     def _check_generation(self) -> GenerationFields:

@@ -10,6 +10,10 @@ Messages never dump the request back: values are shown only when short, and clip
 
 from __future__ import annotations
 
+import enum
+import functools
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -84,15 +88,41 @@ def _collect_unknown(node: Any, path: str, out: list[str]) -> None:
             # Clipped: the names end up in logs and warnings, and a key can be any length.
             out.extend(_join(path, clip(str(key), 100)) for key in extra)
             extra.clear()
-        for name, info in type(node).model_fields.items():
+        for name, key in _nested_fields(type(node)):
             value = getattr(node, name)
             if isinstance(value, BaseModel | list):
-                _collect_unknown(value, _join(path, info.alias or name), out)
+                _collect_unknown(value, _join(path, key), out)
     # Only lists of models (or of lists) can hold unknown keys; skipping scalar lists keeps
     # a 100k-token prompt from being walked.
     elif isinstance(node, list) and node and isinstance(node[0], BaseModel | list):
         for index, item in enumerate(node):
             _collect_unknown(item, f"{path}[{index}]", out)
+
+
+@functools.cache
+def _nested_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """The fields of ``model`` (name, alias) whose values may hold models: a request model has
+    dozens of scalar fields, and walking them all was a measurable part of every request."""
+    return tuple(
+        (name, info.alias or name)
+        for name, info in model.model_fields.items()
+        if not _scalar(info.annotation)
+    )
+
+
+_SCALARS = (str, int, float, bool, bytes, enum.Enum, type(None))
+
+
+def _scalar(annotation: Any) -> bool:
+    """Whether every value of ``annotation`` is a scalar (never a model nor a list)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return True
+    if origin is typing.Annotated:
+        return _scalar(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_scalar(arg) for arg in typing.get_args(annotation))
+    return isinstance(annotation, type) and origin is None and issubclass(annotation, _SCALARS)
 
 
 def _join(path: str, key: str) -> str:
@@ -190,6 +220,8 @@ def _describe(error: ErrorDetails, param: str) -> str:
         )
     if kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
         return f"Invalid value for '{param}': {_length_message(kind, ctx, value)}."
+    if kind == "extra_forbidden":
+        return f"Unrecognized parameter '{param}'."
     if kind == "finite_number":
         return f"Invalid value for '{param}': expected a finite number."
     message = error["msg"].removeprefix("Value error, ").replace("Input should be", "expected")

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired
+
+# typing_extensions' TypedDict: pydantic reads these (the OpenAPI document) only in that form
+# before Python 3.12.
+from typing_extensions import TypedDict
 
 
 class UsageBody(TypedDict):

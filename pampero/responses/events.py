@@ -24,11 +24,20 @@ import time
 import uuid
 from typing import Any
 
-from pampero.errors import PamperoError, RateLimited
+from pampero.errors import PamperoError, RateLimited, UpstreamError, UpstreamTimeout
 
 Event = dict[str, Any]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _in_band(error: Any) -> PamperoError:
+    """A stream's in-band ``{"error": ...}`` as the error it reports."""
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    message = str(error.get("message") or "the stream failed")
+    code = error.get("code")
+    kind = UpstreamTimeout if code == "upstream_timeout" else UpstreamError
+    return kind(message, code=None if code is None else str(code))
 
 
 def new_id(prefix: str) -> str:
@@ -59,6 +68,7 @@ class _Open:
         self.index = index
         self.key = key  # the chat tool call index, for a function call
         self.text: list[str] = []
+        self.logprobs: list[dict[str, Any]] = []
 
 
 class ResponseBuilder:
@@ -72,6 +82,8 @@ class ResponseBuilder:
         self.sequence = 0
         self.open: _Open | None = None
         self.finish_reason: str | None = None
+        # Token logprobs read but not yet given to output text (``include`` asked for them).
+        self.pending_logprobs: list[dict[str, Any]] = []
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -88,7 +100,10 @@ class ResponseBuilder:
         ]
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        """The events of one chat completion chunk."""
+        """The events of one chat completion chunk. A chunk carrying ``error`` (a router's
+        stream that failed after it committed) raises it: the response fails, never completes."""
+        if "error" in chunk:
+            raise _in_band(chunk["error"])
         events: list[Event] = []
         usage = chunk.get("usage")
         if usage:
@@ -98,11 +113,16 @@ class ResponseBuilder:
                 continue
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            self.pending_logprobs += [
+                _logprob(entry) for entry in (choice.get("logprobs") or {}).get("content") or ()
+            ]
             if reasoning:
+                self.pending_logprobs.clear()
                 events += self._text("reasoning", reasoning)
             if delta.get("content"):
                 events += self._text("message", delta["content"])
             for call in delta.get("tool_calls") or ():
+                self.pending_logprobs.clear()
                 events += self._call(call)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
@@ -173,7 +193,10 @@ class ResponseBuilder:
             events += self._open_item(kind, item)
         assert self.open is not None
         self.open.text.append(text)
-        fields: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
+        fields: dict[str, Any] = {}
+        if kind == "message":
+            fields["logprobs"], self.pending_logprobs = self.pending_logprobs, []
+            self.open.logprobs += fields["logprobs"]
         name = (
             "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
         )
@@ -240,7 +263,8 @@ class ResponseBuilder:
             item["content"] = [part]
             if current.kind == "message":
                 done = "response.output_text.done"
-                extra: dict[str, Any] = {"logprobs": []}
+                part["logprobs"] = current.logprobs
+                extra: dict[str, Any] = {"logprobs": copy.deepcopy(current.logprobs)}
             else:
                 done, extra = "response.reasoning_text.done", {}
             position = {"item_id": item["id"], "output_index": index, "content_index": 0}
@@ -252,6 +276,21 @@ class ResponseBuilder:
             self._event("response.output_item.done", output_index=index, item=copy.deepcopy(item))
         )
         return events
+
+
+def _logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion's token logprob in the Responses API's shape (``bytes`` required)."""
+
+    def one(item: dict[str, Any]) -> dict[str, Any]:
+        token = str(item.get("token", ""))
+        raw = item.get("bytes")
+        return {
+            "token": token,
+            "logprob": item.get("logprob"),
+            "bytes": list(raw) if raw is not None else list(token.encode()),
+        }
+
+    return {**one(entry), "top_logprobs": [one(top) for top in entry.get("top_logprobs") or ()]}
 
 
 def _part(kind: str, text: str) -> dict[str, Any]:
@@ -290,6 +329,7 @@ def chunks_of_body(body: dict[str, Any]) -> list[dict[str, Any]]:
                     {
                         "index": choice.get("index", 0),
                         "delta": delta,
+                        "logprobs": choice.get("logprobs"),
                         "finish_reason": choice.get("finish_reason"),
                     }
                 ]

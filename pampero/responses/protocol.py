@@ -33,9 +33,12 @@ ImageDetail = Literal["auto", "low", "high"]
 
 
 def _item_type(value: Any) -> str | None:
-    """Items are tagged by ``type``; a message may leave it out (OpenAI's easy input form)."""
+    """Items are tagged by ``type``; a message may leave it out (OpenAI's easy input form), and
+    so may an item reference (``{"id": "msg_..."}``: an id and no role)."""
     if isinstance(value, dict):
-        found = value.get("type", "message")
+        found = value.get("type")
+        if found is None:
+            found = "item_reference" if "id" in value and "role" not in value else "message"
     else:
         found = getattr(value, "type", None)
     return f"<{found}>" if isinstance(found, str) else None
@@ -178,19 +181,35 @@ class ReasoningItem(ProtocolModel):
         return "".join(part.text for part in parts)
 
 
-InputItem = Annotated[
+class ItemReference(ProtocolModel):
+    """An item of a stored response (its input or its output), named by its id."""
+
+    type: Literal["item_reference"] | None = "item_reference"
+    id: NonEmptyStr
+
+
+_ITEM_TYPES = "'message', 'function_call', 'function_call_output' or 'reasoning'"
+StoredItem = Annotated[
     Annotated[MessageItem, tag("message")]
     | Annotated[FunctionCallItem, tag("function_call")]
     | Annotated[FunctionCallOutputItem, tag("function_call_output")]
     | Annotated[ReasoningItem, tag("reasoning")],
+    tagged_union("type", _ITEM_TYPES, _item_type),
+]
+InputItem = Annotated[
+    Annotated[MessageItem, tag("message")]
+    | Annotated[FunctionCallItem, tag("function_call")]
+    | Annotated[FunctionCallOutputItem, tag("function_call_output")]
+    | Annotated[ReasoningItem, tag("reasoning")]
+    | Annotated[ItemReference, tag("item_reference")],
     tagged_union(
         "type",
-        "'message', 'function_call', 'function_call_output' or 'reasoning'",
+        "'message', 'function_call', 'function_call_output', 'reasoning' or 'item_reference'",
         _item_type,
     ),
 ]
 Item = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem
-ITEMS: TypeAdapter[list[Item]] = TypeAdapter(list[InputItem])
+ITEMS: TypeAdapter[list[Item]] = TypeAdapter(list[StoredItem])
 
 
 class FunctionTool(ProtocolModel):
@@ -357,7 +376,7 @@ class CreateResponseRequest(ProtocolModel):
         return self
 
     @property
-    def input_items(self) -> list[Item]:
+    def input_items(self) -> list[Item | ItemReference]:
         """``input`` as a list of items (a string is one user message)."""
         if self.input is None:
             return []

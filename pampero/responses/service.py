@@ -1,6 +1,7 @@
 """The Responses use case: a Responses request answered by the chat backend of its model.
 
 One request goes: stored conversation of ``previous_response_id`` (404 if it is not stored)
+→ its ``item_reference`` inputs replaced by the stored items (``items.resolve``)
 → ``translate.to_chat`` → validated as a chat request → the model's ``ChatBackend`` (which
 refuses what it cannot honour, so a parameter is never dropped) → its chunks through a
 ``ResponseBuilder`` → events (streamed) or the folded Response → stored unless ``store`` is
@@ -21,9 +22,16 @@ from pampero.protocol import ChatCompletionRequest, Parsed
 from pampero.protocol.parsing import validate_object
 from pampero.protocol.replies import Reply
 from pampero.responses.events import Event, ResponseBuilder, chunks_of_body, new_id
+from pampero.responses.items import as_resource, list_page, page_query, resolve
 from pampero.responses.protocol import ITEMS, CreateResponseRequest, NamedFunction
 from pampero.responses.store import ResponseStore
-from pampero.responses.translate import ChatPlan, rename_param, to_chat, tool_strict
+from pampero.responses.translate import (
+    ChatPlan,
+    check_includes,
+    rename_param,
+    to_chat,
+    tool_strict,
+)
 
 IGNORED_HEADER = "x-pampero-ignored-params"
 
@@ -45,6 +53,14 @@ class ResponsesService:
     def get(self, response_id: str) -> dict[str, Any]:
         return self.store.get(response_id).response
 
+    def input_items(self, response_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """``GET /v1/responses/{id}/input_items``: the items the response followed (its own
+        input after those of the responses it continued), newest first unless ``order=asc``."""
+        limit, order, after, include = page_query(query)
+        check_includes(include, "include")
+        stored = self.store.get(response_id)
+        return list_page(stored.history, limit=limit, order=order, after=after)
+
     def delete(self, response_id: str) -> dict[str, Any]:
         self.store.delete(response_id)
         return {"id": response_id, "object": "response", "deleted": True}
@@ -57,13 +73,11 @@ class ResponsesService:
         if request.previous_response_id is not None:
             previous = self.store.get(request.previous_response_id, param="previous_response_id")
             history = previous.conversation()
-        plan = to_chat(request, ITEMS.validate_python(history))
+        resolved = resolve(request.input_items, self.store, "input")
+        plan = to_chat(request, ITEMS.validate_python(history), resolved)
         backend, reply = await self._chat(plan, context)
         builder = ResponseBuilder(_skeleton(request, backend.card.id))
-        own = [
-            item.model_dump(mode="json", by_alias=True, exclude_none=True)
-            for item in request.input_items
-        ]
+        own = [as_resource(item) for item in resolved]
 
         def remember() -> None:
             if request.store and builder.response["status"] in ("completed", "incomplete"):
@@ -187,7 +201,7 @@ def _skeleton(request: CreateResponseRequest, model: str) -> dict[str, Any]:
             }
             for tool in request.tools or ()
         ],
-        "top_logprobs": 0,
+        "top_logprobs": request.top_logprobs or 0,
         "top_p": request.top_p,
         "truncation": "disabled",
         "metadata": request.metadata or {},

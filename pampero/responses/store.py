@@ -10,6 +10,7 @@ Example::
     store = ResponseStore(max_items=1000, max_bytes=256 * 2**20)
     store.put(response, history=[...])       # history: input items as JSON dicts
     store.get("resp_...").conversation()     # history + the response's output
+    store.find_item("msg_...")                # an item of any stored response, for item_reference
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ class ResponseStore:
             )
         self._entries.move_to_end(response_id)
         return entry
+
+    def find_item(self, item_id: str, *, param: str | None = None) -> dict[str, Any]:
+        """The item with id ``item_id`` in a stored response's input or output, the most
+        recently stored first (404 if none holds it)."""
+        for entry in reversed(self._entries.values()):
+            for item in entry.conversation():
+                if item.get("id") == item_id:
+                    return item
+        raise NotFoundError(
+            f"No item with id '{item_id[:100]}' is stored (only the input and output items of "
+            "stored responses can be referenced).",
+            param=param,
+            code="item_not_found",
+        )
 
     def delete(self, response_id: str) -> None:
         self.get(response_id)

@@ -33,6 +33,7 @@ from pampero.responses.protocol import (
     InputImage,
     InputText,
     Item,
+    ItemReference,
     MessageItem,
     NamedFunction,
     OutputText,
@@ -44,8 +45,11 @@ from pampero.responses.protocol import (
 # chat request, whose backend reports (or, upstream, forwards) them.
 _PASSED = ("user", "safety_identifier", "prompt_cache_key", "service_tier")
 # ``include`` values pampero may leave out without changing the answer: reasoning is always
-# returned in plain text, so there is no encrypted form to add.
-_HARMLESS_INCLUDES = frozenset({"reasoning.encrypted_content"})
+# returned in plain text, so there is no encrypted form to add, and input image URLs are
+# always kept.
+_HARMLESS_INCLUDES = frozenset({"reasoning.encrypted_content", "message.input_image.image_url"})
+# The one ``include`` that changes the answer: the output text's token logprobs.
+LOGPROBS = "message.output_text.logprobs"
 
 
 @dataclass
@@ -57,9 +61,13 @@ class ChatPlan:
     ignored: list[str] = field(default_factory=list)
 
 
-def to_chat(request: CreateResponseRequest, history: list[Item]) -> ChatPlan:
+def to_chat(
+    request: CreateResponseRequest, history: list[Item], own: list[Item] | None = None
+) -> ChatPlan:
     """The chat completion body answering ``request`` after the ``history`` items (those of
-    ``previous_response_id``: its input and output, and theirs before them)."""
+    ``previous_response_id``: its input and output, and theirs before them). ``own`` is the
+    request's input with its item references resolved (``request.input_items`` when it has
+    none)."""
     refuse_unsupported(request)
     messages: list[dict[str, Any]] = []
     origins: list[str] = []
@@ -67,10 +75,12 @@ def to_chat(request: CreateResponseRequest, history: list[Item]) -> ChatPlan:
         messages.append({"role": "developer", "content": request.instructions})
         origins.append("instructions")
     _append_items(history, lambda _: "previous_response_id", messages, origins)
+    if own is None:
+        own = [item for item in request.input_items if not isinstance(item, ItemReference)]
     if isinstance(request.input, str):
-        _append_items(request.input_items, lambda _: "input", messages, origins)
+        _append_items(own, lambda _: "input", messages, origins)
     else:
-        _append_items(request.input_items, lambda i: f"input[{i}]", messages, origins)
+        _append_items(own, lambda i: f"input[{i}]", messages, origins)
     chat: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
@@ -99,16 +109,21 @@ def refuse_unsupported(request: CreateResponseRequest) -> None:
         )
     if request.max_tool_calls is not None:
         raise UnsupportedParameter("'max_tool_calls' is not supported", param="max_tool_calls")
-    for index, value in enumerate(request.include or ()):
-        if value not in _HARMLESS_INCLUDES:
+    check_includes(request.include or [], "include")
+
+
+def check_includes(values: list[str], param: str) -> None:
+    """Refuse the ``include`` values pampero cannot honour."""
+    for index, value in enumerate(values):
+        if value not in _HARMLESS_INCLUDES and value != LOGPROBS:
             raise UnsupportedParameter(
-                f"include value {value!r} is not supported", param=f"include[{index}]"
+                f"include value {value!r} is not supported", param=f"{param}[{index}]"
             )
 
 
 def ignored_fields(request: CreateResponseRequest) -> list[str]:
     """Fields that were sent and accepted but change nothing here."""
-    ignored = [f"include[{i}]" for i, _ in enumerate(request.include or ())]
+    ignored = [f"include[{i}]" for i, v in enumerate(request.include or ()) if v != LOGPROBS]
     if request.text is not None and request.text.verbosity is not None:
         ignored.append("text.verbosity")
     if request.reasoning is not None:
@@ -116,7 +131,7 @@ def ignored_fields(request: CreateResponseRequest) -> list[str]:
             ignored.append("reasoning.summary")
         if request.reasoning.generate_summary is not None:
             ignored.append("reasoning.generate_summary")
-    if request.top_logprobs is not None:
+    if request.top_logprobs is not None and not wants_logprobs(request):
         ignored.append("top_logprobs")
     if request.prompt_cache_retention is not None:
         ignored.append("prompt_cache_retention")
@@ -126,7 +141,14 @@ def ignored_fields(request: CreateResponseRequest) -> list[str]:
     return ignored
 
 
+def wants_logprobs(request: CreateResponseRequest) -> bool:
+    return LOGPROBS in (request.include or ())
+
+
 def _add_generation(request: CreateResponseRequest, chat: dict[str, Any]) -> None:
+    if wants_logprobs(request):
+        chat["logprobs"] = True
+        chat["top_logprobs"] = request.top_logprobs or 0
     sent = request.model_fields_set
     for name in ("temperature", "top_p", *_PASSED, *CHAT_EXTRAS):
         if name in sent and getattr(request, name) is not None:
@@ -297,6 +319,7 @@ _RENAMED = {
     "max_tokens": "max_output_tokens",
     "response_format": "text.format",
     "reasoning_effort": "reasoning.effort",
+    "logprobs": "include",
     "messages": "input",
 }
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -99,6 +100,11 @@ class LazyConstraint:
     @property
     def param(self) -> str | None:
         return getattr(self.source, "param", None)
+
+    @property
+    def check_after(self) -> Any:
+        """The wrapped constraint's check after generation (a relaxed non-strict schema)."""
+        return getattr(self.source, "check_after", None)
 
 
 class ConstraintState:

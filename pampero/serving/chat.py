@@ -10,9 +10,10 @@ from pampero.inference import GenerationRequest, SamplingParams
 from pampero.media import LoadedImage, image_parts
 from pampero.protocol import ChatCompletionRequest, Parsed
 from pampero.protocol.replies import ChatCompletion, Reply
-from pampero.serving.chat_stream import ChatStreamer, message_body
+from pampero.serving.chat_stream import ChatStreamer, message_body, replay_chunks
+from pampero.serving.checked import run_checked
 from pampero.serving.context import ServingContext, ignored_header
-from pampero.serving.generation import Generation, OwnedStream
+from pampero.serving.generation import Generation, OwnedStream, speculation_header
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import no_effect_fields, resolve_max_tokens, sampling_params
 from pampero.serving.prompt import Prompter
@@ -71,12 +72,26 @@ class ChatService:
         names = TokenNames(engine.tokenizer, as_ids=request.return_tokens_as_token_ids)
         unused = prompter.unused_fields(request)
         headers = ignored_header([*parsed.ignored, *no_effect_fields(request), *unused])
+        constraint = params.constraint
+        check = getattr(constraint, "check_after", None)
+        if check is not None:  # a relaxed non-strict schema: check, then answer (or replay)
+            headers |= await run_checked(
+                generation,
+                check,
+                lambda choice: message_body(request, plan, choice)[0]["content"],
+                getattr(constraint, "param", "response_format"),
+            )
+            body = _body(request, envelope, names, generation, plan)
+            if request.stream:
+                return Reply(stream=replay_chunks(request, envelope, body), headers=headers)
+            return Reply(body=body, headers=headers)
         if request.stream:
             if images:  # see Generation.wait_started
                 await generation.wait_started()
             streamer = ChatStreamer(request, envelope, names, generation, plan)
             return Reply(stream=OwnedStream(streamer.chunks(), [generation]), headers=headers)
         await generation.run()
+        headers.update(speculation_header([generation]))
         return Reply(body=_body(request, envelope, names, generation, plan), headers=headers)
 
     async def _images(self, request: ChatCompletionRequest) -> list[LoadedImage]:

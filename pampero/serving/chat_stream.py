@@ -12,7 +12,7 @@ from typing import Any
 from pampero.inference import EngineEvent, SequenceDelta
 from pampero.parsers import OutputParser, ParsedDelta, parse_all
 from pampero.protocol import ChatCompletionRequest
-from pampero.protocol.replies import ChatCompletionChunk
+from pampero.protocol.replies import ChatCompletion, ChatCompletionChunk
 from pampero.serving.generation import Choice, Generation
 from pampero.serving.responses import (
     Envelope,
@@ -174,6 +174,42 @@ class ChatStreamer:
             else:
                 body["tool_calls"] = calls
         return body
+
+
+async def replay_chunks(
+    request: ChatCompletionRequest, envelope: Envelope, body: ChatCompletion
+) -> AsyncIterator[ChatCompletionChunk]:
+    """A finished completion as the chunks a stream of it carries (for answers that had to be
+    complete before any of them could be sent): per choice the role, reasoning, content with
+    its logprobs, tool calls and finish; then usage as ``stream_options`` asks."""
+    stream_usage = StreamUsage.of(request.stream_options)
+    usage = body.get("usage")
+
+    def chunk(choices: list[dict[str, Any]]) -> ChatCompletionChunk:
+        payload = envelope.chat_chunk(choices)
+        if stream_usage.in_chunks:
+            payload["usage"] = usage if stream_usage.continuous else None
+        return payload
+
+    for choice in body["choices"]:
+        index, message = choice["index"], choice["message"]
+        yield chunk([_choice(index, {"role": "assistant", "content": ""})])
+        if message.get("reasoning_content"):
+            reasoning = message["reasoning_content"]
+            yield chunk([_choice(index, {"reasoning_content": reasoning, "reasoning": reasoning})])
+        if message.get("content"):
+            content = _choice(index, {"content": message["content"]})
+            yield chunk([_with(content, choice["logprobs"])])
+        for position, call in enumerate(message.get("tool_calls") or ()):
+            yield chunk([_choice(index, {"tool_calls": [{**call, "index": position}]})])
+        finish = _choice(index, {})
+        finish["finish_reason"] = choice["finish_reason"]
+        finish["stop_reason"] = choice.get("stop_reason")
+        yield chunk([finish])
+    if stream_usage.include:
+        last = chunk([])
+        last["usage"] = usage
+        yield last
 
 
 def _choice(index: int, delta: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from pampero.inference import GenerationRequest, SamplingParams, Tokenizer
 from pampero.protocol import CompletionRequest, Parsed
 from pampero.protocol.replies import Reply, TextCompletion
 from pampero.serving.context import ServingContext, ignored_header, merge
-from pampero.serving.generation import Choice, Generation, OwnedStream, run_all
+from pampero.serving.generation import (
+    Choice,
+    Generation,
+    OwnedStream,
+    run_all,
+    speculation_header,
+)
 from pampero.serving.hub import ServedModel
 from pampero.serving.params import (
     check_token_ids,
@@ -74,6 +80,7 @@ class CompletionService:
             chunks = _Streamer(request, envelope, names, generations).chunks()
             return Reply(stream=OwnedStream(chunks, generations), headers=headers)
         await run_all(generations)
+        headers.update(speculation_header(generations))
         return Reply(body=_body(request, envelope, names, generations), headers=headers)
 
     def _prompts(self, request: CompletionRequest, tokenizer: Tokenizer) -> list[list[int]]:

@@ -52,13 +52,19 @@ class Generation:
         self.request = request
         self.metrics = metrics
         self.arrival = arrival
-        self.usage = Usage(prompt_tokens=len(request.prompt_tokens))
+        self.usage = Usage(
+            prompt_tokens=len(request.prompt_tokens),
+            images=len(request.images),
+            price=served.config.price,
+        )
         self.choices = [Choice(i) for i in range(request.sampling.n)]
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self._stream = stream if stream is not None else served.engine.generate(request)
         self._head: list[EngineEvent] = []  # taken by ``wait_started``, not yet yielded
         self._last_token_at: float | None = None
         self._closed = False
+        self.draft_tokens = 0  # speculative decoding, whole request
+        self.accepted_draft_tokens = 0
 
     @classmethod
     def batch(
@@ -134,16 +140,38 @@ class Generation:
             self.prompt_logprobs = event.prompt_logprobs
         self.usage.cached_tokens = event.cached_tokens
         self.usage.prompt_tokens = event.prompt_tokens  # image tokens included
+        self._observe_drafts(event, model)
         if not new_tokens:
             return
         if self._last_token_at is None:
             self.metrics.time_to_first_token.labels(model).observe(now - self.arrival)
             self.metrics.prompt_tokens.labels(model).inc(self.usage.prompt_tokens)
+            self.metrics.cached_prompt_tokens.labels(model).inc(self.usage.cached_tokens)
         else:
             self.metrics.inter_token_latency.labels(model).observe(now - self._last_token_at)
         self._last_token_at = now
         self.usage.completion_tokens += new_tokens
         self.metrics.generation_tokens.labels(model).inc(new_tokens)
+
+    def _observe_drafts(self, event: EngineEvent, model: str) -> None:
+        if event.draft_tokens > self.draft_tokens:
+            self.metrics.draft_tokens.labels(model).inc(event.draft_tokens - self.draft_tokens)
+            self.metrics.accepted_draft_tokens.labels(model).inc(
+                event.accepted_draft_tokens - self.accepted_draft_tokens
+            )
+            self.draft_tokens = event.draft_tokens
+            self.accepted_draft_tokens = event.accepted_draft_tokens
+
+
+def speculation_header(generations: Sequence[Generation]) -> dict[str, str]:
+    """``x-pampero-speculative-acceptance: <rate> (<accepted>/<drafted>)`` for a finished
+    request that verified drafts; nothing otherwise (a stream's headers leave before its
+    tokens, so only whole responses carry it; ``/metrics`` counts both)."""
+    drafted = sum(g.draft_tokens for g in generations)
+    if not drafted:
+        return {}
+    accepted = sum(g.accepted_draft_tokens for g in generations)
+    return {"x-pampero-speculative-acceptance": f"{accepted / drafted:.3f} ({accepted}/{drafted})"}
 
 
 async def run_all(generations: Sequence[Generation]) -> None:

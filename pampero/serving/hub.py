@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pampero.engines import registry
 from pampero.engines.base import Engine, EngineOptions
 from pampero.errors import ModelNotFound
-from pampero.inference import EngineStats
+from pampero.inference import EngineStats, SpeculativeParams
 from pampero.settings import ModelConfig, Settings
 
 
@@ -85,4 +85,9 @@ def engine_options(model: ModelConfig, settings: Settings) -> EngineOptions:
         kv_unified=settings.for_model(model, "kv_unified"),
         prefix_cache=settings.for_model(model, "prefix_cache"),
         mmproj=model.mmproj,
+        prefix_cache_tokens=settings.for_model(model, "prefix_cache_tokens"),
+        speculative=SpeculativeParams(
+            settings.for_model(model, "speculative_method"),
+            settings.for_model(model, "speculative_tokens"),
+        ),
     )

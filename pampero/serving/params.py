@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pampero.errors import ContextLengthExceeded, InvalidRequestError, UnsupportedParameter
-from pampero.inference import Capabilities, SamplingParams, Tokenizer
+from pampero.inference import Capabilities, SamplingParams, SpeculativeParams, Tokenizer
 from pampero.protocol.common import GenerationFields
 from pampero.sampling import processors
 
@@ -24,6 +24,7 @@ NO_EFFECT_FIELDS = (
     "prompt_cache_key",
     "prediction",
     "provider",
+    "models",
     "request_id",
 )
 
@@ -112,7 +113,23 @@ def sampling_params(
         use_beam_search=request.use_beam_search,
         length_penalty=request.length_penalty,
         logits_processors=processors.build(names, tokenizer) if names else [],
+        speculative=_speculative(request, capabilities),
     )
+
+
+def _speculative(request: GenerationFields, capabilities: Capabilities) -> SpeculativeParams | None:
+    spec = request.speculative
+    if spec is None:
+        return None  # the engine's default (settings: speculative_method)
+    if spec.method != "none" and not capabilities.supports_speculative:
+        raise UnsupportedParameter(
+            "speculative decoding is not available for this model's engine", param="speculative"
+        )
+    if spec.method != "none" and request.use_beam_search:
+        raise InvalidRequestError(
+            "speculative decoding cannot be combined with beam search", param="speculative"
+        )
+    return SpeculativeParams(spec.method, spec.num_tokens)
 
 
 def _check_beam_search(request: GenerationFields, capabilities: Capabilities) -> None:

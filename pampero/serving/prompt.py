@@ -94,6 +94,11 @@ def _template_kwargs(request: ChatTemplateFields) -> dict[str, Any] | None:
 
 
 def _tools(request: ChatTemplateFields) -> list[dict[str, Any]] | None:
+    """The tools the template lists. With ``tool_choice: "none"`` it lists none, as vLLM's
+    ``--exclude-tools-when-tool-choice-none`` does: a model shown tools writes calls, and with
+    calls neither parsed nor allowed they would come back as JSON in ``content``."""
+    if getattr(request, "resolved_tool_choice", None) == "none":
+        return None
     tools = getattr(request, "tools", None)
     if tools:
         return [t.model_dump(exclude_none=True) for t in tools]

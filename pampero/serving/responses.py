@@ -14,6 +14,7 @@ from typing import Any
 
 from pampero import __version__
 from pampero.inference import Tokenizer, TokenLogprob
+from pampero.pricing import Price, micro_usd, usd
 from pampero.protocol.common import StreamOptions
 from pampero.protocol.replies import ChatCompletionChunk, TextCompletion
 
@@ -90,13 +91,34 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    images: int = 0
+    price: Price | None = None  # the model's; set, the body carries ``cost`` (USD)
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_tokens += other.cached_tokens
+        self.images += other.images
+        self.price = self.price or other.price
+
+    def cost_micro_usd(self) -> int | None:
+        if self.price is None:
+            return None
+        return micro_usd(
+            self.price,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            images=self.images,
+        )
 
     def body(self) -> dict[str, Any]:
+        body = self._tokens()
+        cost = self.cost_micro_usd()
+        if cost is not None:
+            body["cost"] = usd(cost)
+        return body
+
+    def _tokens(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,

@@ -11,18 +11,23 @@ defines rules with ``::=``, and Lark (llguidance's dialect) otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from pampero.constraints.base import CompiledConstraint, ConstraintSpec
 from pampero.constraints.compiler import ConstraintCompiler
+from pampero.constraints.disk_cache import DiskCache
 from pampero.constraints.validation import DEFAULT_LIMITS
 from pampero.constraints.vocab import CallOpeners, vocabulary_from_tokenizer
 from pampero.errors import InvalidRequestError, UnsupportedParameter
 from pampero.inference import SamplingParams
 from pampero.protocol.structured import StructuredOutputFields
 from pampero.serving.hub import ServedModel
+from pampero.settings import Settings
+
+DISK_CACHE_DIR = "constraint-cache"
 
 
 def _schema_text(schema: dict[str, Any], param: str) -> str:
@@ -57,6 +62,7 @@ def _from_response_format(request: StructuredOutputFields) -> ConstraintSpec | N
         kind="json_schema",
         value=_schema_text(schema, "response_format.json_schema.schema"),
         param="response_format.json_schema.schema",
+        strict=bool(fmt.json_schema.strict),
     )
 
 
@@ -66,6 +72,7 @@ def _from_guided(request: StructuredOutputFields) -> ConstraintSpec | None:
             kind="json_schema",
             value=_schema_text(request.guided_json, "guided_json"),
             param="guided_json",
+            strict=False,
         )
     if request.guided_regex is not None:
         return ConstraintSpec(kind="regex", value=request.guided_regex, param="guided_regex")
@@ -87,6 +94,7 @@ def _from_structured_outputs(request: StructuredOutputFields) -> ConstraintSpec 
             kind="json_schema",
             value=_schema_text(so.json_, "structured_outputs.json"),
             param="structured_outputs.json",
+            strict=False,
         )
     if so.regex is not None:
         return ConstraintSpec(kind="regex", value=so.regex, param="structured_outputs.regex")
@@ -134,16 +142,33 @@ def constraint_spec(request: StructuredOutputFields) -> ConstraintSpec | None:
         whitespace_pattern=whitespace,
         grammar_syntax=spec.grammar_syntax,
         backend=backend or "auto",
+        strict=spec.strict,
     )
+
+
+def _check_sampling(sampling: SamplingParams) -> None:
+    if sampling.use_beam_search:
+        raise UnsupportedParameter(
+            "beam search cannot be combined with a structured-output constraint",
+            param="use_beam_search",
+        )
 
 
 class Constraints:
     """One constraint compiler per served model, created on first use."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, disk_cache: DiskCache | None = None) -> None:
         self.deadline = deadline
+        self.disk_cache = disk_cache
         self._compilers: dict[str, ConstraintCompiler] = {}
         self._openers: dict[tuple[str, str], CallOpeners] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Constraints:
+        """The compile deadline, and the disk cache under the home dir, from ``settings``."""
+        size = settings.constraint_disk_cache_mb << 20
+        disk = DiskCache(settings.home / DISK_CACHE_DIR, size) if size else None
+        return cls(settings.constraint_deadline, disk)
 
     def call_openers(self, served: ServedModel, gap: str) -> CallOpeners:
         """The tokens of ``served`` that open a bare tool call, or separate calls (cached)."""
@@ -156,7 +181,9 @@ class Constraints:
         compiler = self._compilers.get(served.id)
         if compiler is None:
             vocabulary = vocabulary_from_tokenizer(served.engine.tokenizer, model_key=served.id)
-            compiler = ConstraintCompiler(vocabulary, deadline=self.deadline)
+            compiler = ConstraintCompiler(
+                vocabulary, deadline=self.deadline, disk_cache=self.disk_cache
+            )
             self._compilers[served.id] = compiler
         return compiler
 
@@ -164,12 +191,20 @@ class Constraints:
         self, served: ServedModel, spec: ConstraintSpec, sampling: SamplingParams
     ) -> CompiledConstraint:
         """Compile ``spec`` for ``served`` (400 if it cannot be, or not with ``sampling``)."""
-        if sampling.use_beam_search:
-            raise UnsupportedParameter(
-                "beam search cannot be combined with a structured-output constraint",
-                param="use_beam_search",
-            )
+        _check_sampling(sampling)
         return await self.compiler(served).compile(spec)
+
+    async def compile_around(
+        self,
+        served: ServedModel,
+        schema: ConstraintSpec,
+        build: Callable[[str], ConstraintSpec],
+        sampling: SamplingParams,
+    ) -> CompiledConstraint:
+        """Compile ``build(schema.value)`` for ``served``, a constraint made around a JSON
+        schema: a non-strict one is relaxed into ``build`` if it cannot be compiled whole."""
+        _check_sampling(sampling)
+        return await self.compiler(served).compile_around_schema(schema, build)
 
     async def warm_up(self, models: list[ServedModel], backends: list[str]) -> None:
         """Prepare ``backends`` (settings' ``constraint_warm_up``) for every model."""

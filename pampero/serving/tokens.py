@@ -28,6 +28,10 @@ class TokensService:
             return next(iter(hub))  # vLLM's behaviour: the (first) served model
         return hub.get(name)
 
+    def model_id(self, name: str | None) -> str:
+        """The id of the model a request naming ``name`` (or none) is served by."""
+        return self._model(name).id
+
     def tokenize(self, parsed: Parsed[TokenizeRequest]) -> Reply:
         request = parsed.request
         served = self._model(request.model)

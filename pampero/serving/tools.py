@@ -5,8 +5,10 @@ declare their markup and build the grammars (``pampero.parsers.base.ToolParserFa
 plugin's format is enforced exactly as a built-in one.
 
 - The output parser (``pampero.parsers``) comes from the model config, else from the chat
-  template; with ``tool_choice: "none"`` no calls are parsed and the format's markers are
-  banned, so ``none`` never yields a call.
+  template; with ``tool_choice: "none"`` no calls are parsed, the tools are left out of the
+  prompt (``pampero.serving.prompt``), the format's markers are banned, and in a format with
+  bare calls no line may open a JSON object (``NO_CALL_TEXT``), so ``none`` never yields a
+  call, nor call JSON in ``content``.
 - ``tool_choice: "required"`` or a named function is enforced with the format's grammar (Lark
   with embedded JSON Schemas, compiled by the structured-output machinery), so arguments always
   validate against the function's ``parameters``: a named function (or
@@ -17,6 +19,8 @@ plugin's format is enforced exactly as a built-in one.
   it disarms after the call. A format that cannot enforce ``strict`` is a 400 on ``tools``.
 - Under ``auto`` with a JSON answer format (``response_format`` and its spellings), one
   grammar binds the output to calls (``strict`` arguments enforced) or an answer in the format.
+  An answer schema without ``strict`` that the grammar cannot hold whole is relaxed inside it
+  and the answer checked after generation, as the schema alone would be (``CallsOrAnswer``).
 - With a reasoning parser, a constraint (a forced call or a response format) arms only after
   the reasoning ends (its ``close_tag``), so it binds the answer and not the thinking.
 """
@@ -45,6 +49,17 @@ from pampero.serving.hub import ServedModel
 from pampero.serving.repeats import DistinctCalls
 from pampero.serving.structured import Constraints, constraint_spec
 
+# ``tool_choice: "none"`` in a format whose calls may be bare JSON: no line of the answer may
+# open a JSON object or array (at its start, indented, or right after a code fence's first
+# line), and ``<tool_call>`` may not appear. A small model that has seen calls in the
+# conversation writes one anyway, with or without tags or a fence, and with a narrower ban
+# (no ``{"name":``) it writes ``{"name" "add", ...}`` or ``{name: "add"``; this one leaves
+# it prose. For a JSON answer, send a ``response_format``: it binds the output instead.
+_OPENS_JSON = r"[ \t]*(```[^\n]*\n[ \t]*)?[{\[]"
+NO_CALL_TEXT = (
+    f"start: TEXT\nTEXT: /(?s:.*)/ & ~/(?s:({_OPENS_JSON}|.*\\n{_OPENS_JSON}|.*<tool_call>).*)/\n"
+)
+
 
 @dataclass
 class ToolPlan:
@@ -60,6 +75,7 @@ class ToolPlan:
     bare_spec: ConstraintSpec | None = None  # one call written as a bare object, from its "{"
     bare_gap: str | None = None  # what may separate bare calls in a row
     distinct_calls: bool = False  # forced parallel calls: an identical repeat ends the output
+    around: CallsOrAnswer | None = None  # ``spec`` is calls or an answer in this schema
     banned_ids: list[int] = field(default_factory=list)
     keep_ids: frozenset[int] = frozenset()
 
@@ -139,6 +155,8 @@ def plan_tools(
         _enforce(plan, request, functions, choice, tokenizer)
     elif functions and parser_name is not None:
         plan.banned_ids = _single_tokens(tool_parser(parser_name).markers, tokenizer)
+        if tool_parser(parser_name).bare_call_gap is not None and not request.constraint_fields():
+            plan.spec = _lark(NO_CALL_TEXT, "tool_choice")
     markers = tool_parser(parser_name).markers if plan.tool_parser and parser_name else ()
     plan.keep_ids = frozenset(_single_tokens(markers, tokenizer))
     return plan
@@ -230,7 +248,12 @@ async def constrain(
     spec = plan.spec or constraint_spec(request)
     if spec is None:
         return None
-    compiled: ConstraintSource = await constraints.compile(served, spec, params)
+    compiled: ConstraintSource
+    if plan.around is not None:
+        around = plan.around
+        compiled = await constraints.compile_around(served, around.answer, around.spec, params)
+    else:
+        compiled = await constraints.compile(served, spec, params)
     tokenizer = served.engine.tokenizer
     if plan.distinct_calls and plan.tool_parser is not None:
         compiled = DistinctCalls(compiled, tool_parser(plan.tool_parser), tokenizer)
@@ -335,9 +358,25 @@ def _with_answer_format(
             "with the calls; send tool_choice 'none' to answer in the format",
             param=answer.param,
         )
-    schema = answer.value if answer.kind == "json_schema" else '{"type": "object"}'
-    grammar = f"start: calls | call_answer\ncall_answer: %json {schema}\n{rules}"
-    plan.spec = _lark(grammar, answer.param)
+    if answer.kind == "json_schema":
+        plan.around = CallsOrAnswer(answer, rules)
+        plan.spec = plan.around.spec(answer.value)
+    else:
+        plan.spec = CallsOrAnswer(answer, rules).spec('{"type": "object"}')
+
+
+@dataclass(frozen=True)
+class CallsOrAnswer:
+    """The grammar of calls or an answer in a JSON schema, rebuilt around a relaxed schema
+    when a non-strict one cannot be compiled whole (``ConstraintCompiler.
+    compile_around_schema``), exactly as the schema alone would be."""
+
+    answer: ConstraintSpec  # the answer format
+    rules: str  # the format's call rules
+
+    def spec(self, schema_text: str) -> ConstraintSpec:
+        grammar = f"start: calls | call_answer\ncall_answer: %json {schema_text}\n{self.rules}"
+        return _lark(grammar, self.answer.param)
 
 
 def _lark(grammar: str, param: str) -> ConstraintSpec:

@@ -13,7 +13,9 @@ kept), so a developer's shell cannot change what the tests see.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,6 +47,10 @@ CHAT_EXTRAS = frozenset({"reasoning_content", "reasoning", "stop_reason", "promp
 CHUNK_EXTRAS = frozenset({"reasoning_content", "reasoning", "stop_reason"})
 COMPLETION_EXTRAS = frozenset({"stop_reason", "prompt_logprobs"})
 MODEL_EXTRAS = frozenset({"root", "parent", "max_model_len", "context_length", "capabilities"})
+# A gateway's answers also name the provider that answered (OpenRouter's field), and a priced
+# provider's usage carries its cost.
+GATEWAY_CHAT_EXTRAS = CHAT_EXTRAS | {"provider", "cost"}
+GATEWAY_CHUNK_EXTRAS = CHUNK_EXTRAS | {"provider", "cost"}
 
 
 def serve_command(*flags: str) -> list[str]:
@@ -264,13 +270,40 @@ def pampero_environment() -> dict[str, str]:
     return env
 
 
+SERVER_LOGS: list[tuple[Path, tuple[str, ...]]] = []
+"""Every server this session started: its log and the API keys it was given. Servers run at
+debug level unless a test chooses a level, and ``secrets_in_logs`` reads them all at the end of
+the session (issue 15: the whole matrix at debug level, then no key, ``Authorization`` value or
+base64 payload in the logs)."""
+
+_BEARER = re.compile(r"bearer\s+(?!<key>)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}={0,2}")
+
+
+def secrets_in_logs() -> list[str]:
+    """Where a server's log shows a key it was given, a bearer token or a base64 run."""
+    found: list[str] = []
+    for path, keys in SERVER_LOGS:
+        if not path.exists():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            leaks = [key for key in keys if len(key) >= 8 and key in line]
+            leaks += _BEARER.findall(line) + _BASE64_RUN.findall(line)
+            found += [f"{path.name}:{number}: {leak[:40]}..." for leak in leaks]
+    return found
+
+
 def start_server(
     flags: tuple[str, ...], *, env: dict[str, str], log_dir: Path, host: str = "127.0.0.1"
 ) -> Server:
     """Start ``pampero serve`` and wait for ``/health``; fail the test with its log if not."""
+    if "--log-level" not in flags:
+        flags = (*flags, "--log-level", "debug")
+    keys = tuple(value for flag, value in itertools.pairwise(flags) if flag == "--api-key")
     for _attempt in range(3):  # another process may take the free port before the server
         port = free_port()
         log_path = log_dir / f"server-{port}.log"
+        SERVER_LOGS.append((log_path, keys))
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 serve_command("--host", host, "--port", str(port), *flags),

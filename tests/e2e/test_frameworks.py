@@ -48,6 +48,19 @@ def calls() -> list[tuple[int, int]]:
     return []
 
 
+@pytest.fixture(autouse=True)
+def closed_loop() -> Any:
+    """Each test gets a current event loop that is closed after it. pydantic-ai's ``run_sync``
+    (and other frameworks' sync entry points) create and install one when none is set and
+    never close it; a later ``asyncio.run`` drops it and the garbage collector then warns
+    about its unclosed self-pipe socket in whatever test happens to be running."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
 # -- openai-agents (Responses API) --------------------------------------------------------
 
 
@@ -56,6 +69,7 @@ def test_openai_agents_tool_then_answer(server: Any, calls: list[tuple[int, int]
     from openai import AsyncOpenAI
 
     agents.set_tracing_disabled(True)
+    # The client is closed inside the loop that used it (an unclosed one warns, which fails).
     client = AsyncOpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     model = agents.OpenAIResponsesModel(model=MODEL_ID, openai_client=client)
 
@@ -82,8 +96,9 @@ def test_openai_agents_tool_then_answer(server: Any, calls: list[tuple[int, int]
     )
 
     async def run() -> tuple[Any, Any]:
-        first = await agents.Runner.run(caller, QUESTION, max_turns=2)
-        second = await agents.Runner.run(answerer, first.to_input_list(), max_turns=1)
+        async with client:
+            first = await agents.Runner.run(caller, QUESTION, max_turns=2)
+            second = await agents.Runner.run(answerer, first.to_input_list(), max_turns=1)
         return first, second
 
     first, second = asyncio.run(run())
@@ -115,12 +130,13 @@ def test_openai_agents_streamed_structured_output(server: Any) -> None:
     )
 
     async def run() -> tuple[Any, list[str]]:
-        result = agents.Runner.run_streamed(agent, "Ana is 30 years old.", max_turns=1)
-        kinds = [
-            event.data.type
-            async for event in result.stream_events()
-            if event.type == "raw_response_event"
-        ]
+        async with client:
+            result = agents.Runner.run_streamed(agent, "Ana is 30 years old.", max_turns=1)
+            kinds = [
+                event.data.type
+                async for event in result.stream_events()
+                if event.type == "raw_response_event"
+            ]
         return result, kinds
 
     result, kinds = asyncio.run(run())
@@ -132,15 +148,20 @@ def test_openai_agents_streamed_structured_output(server: Any) -> None:
 # -- pydantic-ai ----------------------------------------------------------------------------
 
 
-def pydantic_ai_model(server: Any) -> Any:
+@pytest.fixture
+def pydantic_ai_model(server: Any, closed_loop: asyncio.AbstractEventLoop) -> Any:
+    """pydantic-ai's model over a client of its own, closed on the loop ``run_sync`` used (the
+    current one, ``closed_loop``): its pooled connections would otherwise outlive the loop."""
     openai_models = pytest.importorskip("pydantic_ai.models.openai")
+    from openai import AsyncOpenAI
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    provider = OpenAIProvider(base_url=server.url + "/v1", api_key="unused")
-    return openai_models.OpenAIChatModel(MODEL_ID, provider=provider)
+    client = AsyncOpenAI(base_url=server.url + "/v1", api_key="unused")
+    yield openai_models.OpenAIChatModel(MODEL_ID, provider=OpenAIProvider(openai_client=client))
+    closed_loop.run_until_complete(client.close())
 
 
-def test_pydantic_ai_tool_then_answer(server: Any, calls: list[tuple[int, int]]) -> None:
+def test_pydantic_ai_tool_then_answer(pydantic_ai_model: Any, calls: list[tuple[int, int]]) -> None:
     pydantic_ai = pytest.importorskip("pydantic_ai")
     from pydantic_ai.messages import ToolReturnPart
 
@@ -157,7 +178,7 @@ def test_pydantic_ai_tool_then_answer(server: Any, calls: list[tuple[int, int]])
         return None if add_returned(ctx) else definition
 
     agent = pydantic_ai.Agent(
-        pydantic_ai_model(server),
+        pydantic_ai_model,
         output_type=Answer,
         instructions="Use the add tool, then report its result.",
         model_settings={"temperature": 0, "max_tokens": 64},
@@ -178,10 +199,10 @@ def test_pydantic_ai_tool_then_answer(server: Any, calls: list[tuple[int, int]])
                 no_markup(part.content)
 
 
-def test_pydantic_ai_structured_output(server: Any) -> None:
+def test_pydantic_ai_structured_output(pydantic_ai_model: Any) -> None:
     pydantic_ai = pytest.importorskip("pydantic_ai")
     agent = pydantic_ai.Agent(
-        pydantic_ai_model(server),
+        pydantic_ai_model,
         output_type=pydantic_ai.NativeOutput(Person),
         model_settings={"temperature": 0, "max_tokens": 48},
     )

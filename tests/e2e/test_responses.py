@@ -1,6 +1,7 @@
 """The Responses API (``/v1/responses``) on the real model, driven by the official ``openai``
 SDK: text, streamed events, a function tool round trip through ``previous_response_id``,
-structured output through ``text.format``, the store (``store: false``, GET, DELETE), and the
+structured output through ``text.format``, the store (``store: false``, GET, DELETE, the
+input items list and item references), output text logprobs (``include``), and the
 errors. Every Response and every stream event is checked against OpenAI's own schemas.
 
 The 0.5B model calls a tool again rather than answer after a tool result (docs/tools.md), so
@@ -128,9 +129,10 @@ def test_raw_stream_is_named_events_without_done(server: Any) -> None:
 
 
 def test_function_call_round_trip_through_previous_response_id(client: openai.OpenAI) -> None:
+    first_input = "What is 1234 + 4321? Use the add tool."
     first = client.responses.create(
         model="gpt-4o-mini",
-        input="What is 1234 + 4321? Use the add tool.",
+        input=first_input,
         tools=[ADD],
         tool_choice="required",
         temperature=0,
@@ -164,9 +166,15 @@ def test_function_call_round_trip_through_previous_response_id(client: openai.Op
     assert [item["type"] for item in body["output"]] == ["message"]
     answer = json.loads(second.output_text)
     jsonschema.validate(answer, RESULT)
-    # The stored conversation reached the model: the call and its result are in the prompt.
-    assert second.usage is not None and first.usage is not None
-    assert second.usage.input_tokens > first.usage.input_tokens + 10
+    # The stored conversation reached the model: the call and its result are in the prompt
+    # (with tool_choice "none" the tools are not, so the question alone is the baseline).
+    used = client.responses.input_items.list(second.id, order="asc")
+    assert [item.type for item in used] == ["message", "function_call", "function_call_output"]
+    alone = client.responses.create(
+        model="gpt-4o-mini", input=first_input, max_output_tokens=1, store=False
+    )
+    assert second.usage is not None and alone.usage is not None
+    assert second.usage.input_tokens > alone.usage.input_tokens + 10
 
 
 def test_streamed_function_call(client: openai.OpenAI) -> None:
@@ -260,7 +268,8 @@ def test_store_false_is_not_kept(client: openai.OpenAI, server: Any) -> None:
             "input[0].content[0].text",
         ),
         ({"input": "Hi", "background": True}, "background"),
-        ({"input": "Hi", "include": ["message.output_text.logprobs"]}, "include[0]"),
+        ({"input": "Hi", "include": ["code_interpreter_call.outputs"]}, "include[0]"),
+        ({"input": [{"type": "item_reference", "id": "msg_unknown"}]}, "input[0].id"),
         ({"input": "Hi", "max_output_tokens": 10**6}, "max_output_tokens"),
         ({"input": "Hi", "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
         ({"input": "Hi", "temperature": "hot"}, "temperature"),
@@ -268,7 +277,8 @@ def test_store_false_is_not_kept(client: openai.OpenAI, server: Any) -> None:
 )
 def test_errors_name_the_responses_field(server: Any, fields: dict[str, Any], param: str) -> None:
     body = {"model": MODEL_ID, **fields}
-    error = check_error(httpx.post(server.url + "/v1/responses", json=body, timeout=60), 400)
+    response = httpx.post(server.url + "/v1/responses", json=body, timeout=60)
+    error = check_error(response, 404 if param.endswith(".id") else 400)
     assert error["param"] == param, error
 
 
@@ -277,3 +287,84 @@ def test_unknown_fields_are_reported_not_dropped(server: Any) -> None:
     response = httpx.post(server.url + "/v1/responses", json=body, timeout=60)
     assert response.status_code == 200, response.text
     assert response.headers["x-pampero-ignored-params"] == "frobnicate"
+
+
+def input_items(server: Any, response_id: str, **query: Any) -> dict[str, Any]:
+    url = f"{server.url}/v1/responses/{response_id}/input_items"
+    response = httpx.get(url, params=query, timeout=60)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    validate_against("ResponseItemList", body)
+    return body
+
+
+def test_input_items_and_item_references(client: openai.OpenAI, server: Any) -> None:
+    fields: dict[str, Any] = {"model": "gpt-4o-mini", "max_output_tokens": 6, "temperature": 0}
+    first = client.responses.create(
+        input=[{"role": "user", "content": "My name is Ana."}], **fields
+    )
+    (said,) = input_items(server, first.id)["data"]
+    assert said["id"].startswith("msg_") and said["role"] == "user"
+    assert said["content"] == [{"type": "input_text", "text": "My name is Ana."}]
+    # The SDK reads the list too.
+    assert [item.id for item in client.responses.input_items.list(first.id)] == [said["id"]]
+
+    second = client.responses.create(previous_response_id=first.id, input="And yours?", **fields)
+    newest = input_items(server, second.id)  # newest first, as OpenAI lists them
+    ids = [item["id"] for item in newest["data"]]
+    assert len(ids) == 3 and ids[1] == first.output[0].id and ids[2] == said["id"]
+    assert newest["first_id"] == ids[0] and newest["last_id"] == ids[2]
+    oldest = input_items(server, second.id, order="asc", limit=2)
+    assert [item["id"] for item in oldest["data"]] == ids[:0:-1] and oldest["has_more"]
+    rest = input_items(server, second.id, order="asc", after=oldest["last_id"])
+    assert [item["id"] for item in rest["data"]] == ids[:1] and not rest["has_more"]
+
+    # An item reference stands for the stored item, input or output alike.
+    third = client.responses.create(
+        input=[
+            {"type": "item_reference", "id": said["id"]},
+            {"type": "item_reference", "id": first.output[0].id},
+            {"role": "user", "content": "What is my name?"},
+        ],
+        **fields,
+    )
+    used = input_items(server, third.id, order="asc")["data"]
+    assert used[0] == said
+    assert used[1]["id"] == first.output[0].id and used[1]["role"] == "assistant"
+    assert third.usage is not None and first.usage is not None
+    assert third.usage.input_tokens > first.usage.input_tokens
+
+    url = f"{server.url}/v1/responses/{first.id}/input_items"
+    for query, param in (
+        ({"limit": 0}, "limit"),
+        ({"order": "up"}, "order"),
+        ({"after": "x"}, "after"),
+    ):
+        error = check_error(httpx.get(url, params=query, timeout=60), 400)
+        assert error["param"] == param, error
+    missing = httpx.get(f"{server.url}/v1/responses/resp_missing/input_items", timeout=60)
+    check_error(missing, 404)
+
+
+def test_include_output_text_logprobs(client: openai.OpenAI) -> None:
+    fields: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "input": "Say hello.",
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+        "max_output_tokens": 6,
+        "temperature": 0,
+    }
+    body = checked(client.responses.create(**fields))
+    (part,) = body["output"][0]["content"]
+    assert part["logprobs"] and "".join(lp["token"] for lp in part["logprobs"]) == part["text"]
+    for logprob in part["logprobs"]:
+        assert logprob["logprob"] <= 0 and bytes(logprob["bytes"]).decode() == logprob["token"]
+        assert len(logprob["top_logprobs"]) == 2
+    assert body["top_logprobs"] == 2
+
+    events = streamed(client.responses.create(stream=True, **fields))
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    (done,) = [e for e in events if e["type"] == "response.output_text.done"]
+    assert [lp for e in deltas for lp in e["logprobs"]] == done["logprobs"]
+    assert [lp["token"] for lp in done["logprobs"]] == [lp["token"] for lp in part["logprobs"]]

@@ -414,16 +414,22 @@ def nested(depth):
     return schema
 
 
+def strict(schema):
+    """``response_format`` with ``strict: true``: a schema past the server's limits is a 400
+    (without ``strict`` it is relaxed and checked after generation: test_schema_semantics)."""
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}}
+
+
 CHAIN = {f"a{i}": {"$ref": f"#/$defs/a{i + 1}"} for i in range(200)} | {"a200": {"type": "string"}}
 PATHOLOGICAL = {
     "regex-count": {"guided_regex": "(a+)+b{1000000}"},
     "regex-groups": {"guided_regex": "(" * 300 + "a" + ")" * 300},
-    "maxLength": {"guided_json": {"type": "string", "maxLength": 10**7}},
-    "minItems": {"guided_json": {"type": "array", "minItems": 10**6}},
+    "maxLength": {"response_format": strict({"type": "string", "maxLength": 10**7})},
+    "minItems": {"response_format": strict({"type": "array", "minItems": 10**6})},
     "ref-cycle": {"guided_json": {"$defs": {"n": {"$ref": "#/$defs/n"}}, "$ref": "#/$defs/n"}},
-    "ref-chain": {"guided_json": {"$defs": CHAIN, "$ref": "#/$defs/a0"}},
+    "ref-chain": {"response_format": strict({"$defs": CHAIN, "$ref": "#/$defs/a0"})},
     "ref-dangling": {"guided_json": {"$ref": "#/$defs/missing"}},
-    "nested-70": {"guided_json": nested(70)},  # 140 levels of JSON, over the limit of 128
+    "nested-70": {"response_format": strict(nested(70))},  # 140 levels, over the limit of 128
     "nested-300": {"guided_json": nested(300)},
 }
 
@@ -431,7 +437,8 @@ PATHOLOGICAL = {
 @pytest.mark.parametrize("fields", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
 def test_pathological_constraints_are_refused(api, fields):
     error = api.error(CHAT, api.chat_body("Hi", fields), 400)
-    assert error["param"] == next(iter(fields)), error
+    name = next(iter(fields))
+    assert error["param"].startswith(name), error
 
 
 # Nested quantifiers whose expansion no regex-to-automaton backend can finish: only the

@@ -88,6 +88,13 @@ def no_markup(text):
     assert text is None or ("<tool_call>" not in text and "</tool_call>" not in text), text
 
 
+def no_call_json(text):
+    """``tool_choice: "none"``: no call markup, tagged or bare, and no line opening JSON."""
+    no_markup(text)
+    assert '"arguments"' not in (text or ""), text
+    assert not any(line.lstrip().startswith(("{", "[")) for line in (text or "").split("\n")), text
+
+
 def sdk(server):
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
 
@@ -121,7 +128,7 @@ def test_sdk_round_trip(server):
     assert answer.finish_reason in ("stop", "length")
     assert not answer.message.tool_calls
     assert answer.message.content and answer.message.content.strip()
-    no_markup(answer.message.content)
+    no_call_json(answer.message.content)
 
 
 def streamed_turn(client, messages, **fields):
@@ -159,7 +166,7 @@ def test_sdk_round_trip_streamed(server):
     assert finish in ("stop", "length")
     assert not calls
     assert content.strip()
-    no_markup(content)
+    no_call_json(content)
 
 
 # --- forced, free and forbidden calls ------------------------------------------------------
@@ -220,10 +227,11 @@ def test_none_never_calls(api, prompt):
     choice = api.chat(prompt, tools=TOOLS, tool_choice="none", max_tokens=40)["choices"][0]
     assert choice["message"]["tool_calls"] in (None, [])
     assert choice["finish_reason"] in ("stop", "length")
-    no_markup(choice["message"]["content"])
+    no_call_json(choice["message"]["content"])
     streamed = api.stream_chat(prompt, tools=TOOLS, tool_choice="none", max_tokens=40)
     assert all("tool_calls" not in e["choices"][0]["delta"] for e in streamed.events)
     assert streamed.choices[0].finish_reason in ("stop", "length")
+    no_call_json(streamed.choices[0].text)
 
 
 def test_strict_functions_under_auto(api):
@@ -487,7 +495,9 @@ def test_inconsistent_tool_requests(api, fields, param):
 def test_a_tool_result_for_an_earlier_call_is_answered(api):
     messages = [USER, assistant_call(ARGS), tool_result("call_1")]
     choice = api.chat(messages=messages, tools=[WEATHER], tool_choice="none", max_tokens=30)
+    # The model has a call in its history and copies it, bare or fenced, unless it cannot.
     assert choice["choices"][0]["message"]["content"]
+    no_call_json(choice["choices"][0]["message"]["content"])
 
 
 def test_a_parameters_schema_too_deep_to_enforce(api):

@@ -105,6 +105,10 @@ def test_the_wheel_holds_the_package_and_its_data_only(built: Path) -> None:
     assert "pampero/py.typed" in names
     assert "pampero/cli.py" in names
     assert "pampero/engines/llamacpp/engine.py" in names
+    # The browser pages and their vendored assets (with the licence) ship inside the package.
+    for asset in ("playground/index.html", "playground/main.js", "swagger/swagger-ui-bundle.js"):
+        assert f"pampero/web/static/{asset}" in names
+    assert "pampero/web/static/swagger/LICENSE" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "scripts/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(built) as archive:

@@ -29,6 +29,7 @@ ROOTS = (
     "ErrorResponse",
     "Response",
     "ResponseStreamEvent",
+    "ResponseItemList",
 )
 REF_PREFIX = "#/components/schemas/"
 OUTPUT = Path(__file__).with_name("openai-components.json")

@@ -14,6 +14,7 @@ from pampero.errors import ContextLengthExceeded, EngineError, InvalidRequestErr
 from pampero.inference import EngineEvent, GenerationRequest, SamplingParams, SequenceDelta
 from pampero.observability import Metrics
 from pampero.serving.generation import Generation, OwnedStream, run_all
+from pampero.settings import ModelConfig
 from tests.fakes import Collector, FakeRunner, SchedulerHarness
 
 
@@ -80,6 +81,7 @@ def test_one_prompt_refused_refuses_the_batch_before_any_is_queued() -> None:
 
 class _Served:
     id = "fake"
+    config = ModelConfig(id="fake")
 
 
 class _Stream:

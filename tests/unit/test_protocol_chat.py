@@ -9,6 +9,7 @@ import pytest
 
 from pampero.errors import InvalidRequestError
 from pampero.protocol import ChatCompletionRequest, parse_chat_request
+from pampero.protocol.provider import ProviderPreferences
 
 USER = [{"role": "user", "content": "Hola, cómo estás?"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -113,8 +114,9 @@ VALID: list[tuple[str, Any, Any]] = [
     (
         "provider",
         {"order": ["a", "b"], "allow_fallbacks": False},
-        {"order": ["a", "b"], "allow_fallbacks": False},
+        ProviderPreferences(order=["a", "b"], allow_fallbacks=False),
     ),
+    ("models", ["b", "c"], ["b", "c"]),
 ]
 
 
@@ -200,6 +202,15 @@ INVALID: list[tuple[str, Any, str, str]] = [
     ("logits_processors", [""], "logits_processors[0]", "non-empty"),
     ("echo", "no", "echo", "expected a boolean"),
     ("chat_template_kwargs", [], "chat_template_kwargs", "expected an object"),
+    ("provider", {"sortt": "price"}, "provider.sortt", "Unrecognized parameter"),
+    ("provider", {"only": "a"}, "provider.only", "expected an array"),
+    ("provider", {"max_price": {"tokens": 1}}, "provider.max_price.tokens", "Unrecognized"),
+    ("provider", {"data_collection": "maybe"}, "provider.data_collection", "'allow' or 'deny'"),
+    ("models", ["a"] * 6, "models", "at most 5 items"),
+    ("api_base", "http://x", "api_base", "not accepted"),
+    ("base_url", "http://x", "base_url", "not accepted"),
+    ("api_key", "sk-x", "api_key", "not accepted"),
+    ("extra_headers", {"x": "y"}, "extra_headers", "not accepted"),
     ("documents", [{"title": 1}], "documents[0].title", "expected a string"),
     ("chat_template", 1, "chat_template", "expected a string"),
     ("provider", "fast", "provider", "expected an object"),

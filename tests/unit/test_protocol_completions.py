@@ -16,6 +16,7 @@ from pampero.protocol import (
     parse_detokenize_request,
     parse_tokenize_request,
 )
+from pampero.protocol.provider import ProviderPreferences
 
 
 def completion(**fields: Any) -> CompletionRequest:
@@ -73,7 +74,7 @@ VALID: list[tuple[str, Any, Any]] = [
     ("top_k", 40, 40),
     ("stop", "\n\n", ["\n\n"]),
     ("ignore_eos", True, True),
-    ("provider", {"sort": "price"}, {"sort": "price"}),
+    ("provider", {"sort": "price"}, ProviderPreferences(sort="price")),
 ]
 
 

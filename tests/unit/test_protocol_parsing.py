@@ -195,7 +195,7 @@ def test_unknown_field_inside_structured_outputs() -> None:
             {
                 "model": "m",
                 "messages": [{"role": "user", "content": "x"}],
-                "provider": {"anything": "goes"},
+                "provider": {"sort": "price"},
                 "metadata": {"k": "v"},
                 "verbosity": "low",
             },

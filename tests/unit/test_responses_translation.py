@@ -127,7 +127,7 @@ def test_invalid_requests_name_the_field(body: dict[str, Any], param: str) -> No
         ({"background": True}, "background"),
         ({"truncation": "auto"}, "truncation"),
         ({"conversation": "conv_1"}, "conversation"),
-        ({"include": ["reasoning.encrypted_content", "message.output_text.logprobs"]},
+        ({"include": ["reasoning.encrypted_content", "code_interpreter_call.outputs"]},
          "include[1]"),
     ],
 )  # fmt: skip

@@ -10,10 +10,17 @@ from pampero.engines.batched import BatchedEngine, LoadedModel
 from pampero.engines.scheduler import SchedulerConfig, Vocabulary
 from pampero.inference import Capabilities
 
+# llama.cpp's LLAMA_MAX_SEQ; the prefix cache takes at most this many ids of its own.
+_MAX_SEQ_IDS = 256
+_CACHE_SEQS = 32
+
 
 def create(options: EngineOptions) -> BatchedEngine:
     # Imported here so that merely listing engines never loads llama.cpp.
     from pampero.engines.llamacpp.runner import LlamaRunner, RunnerConfig
+
+    cache_tokens = options.prefix_cache_tokens if options.prefix_cache and options.kv_unified else 0
+    cache_seqs = min(_CACHE_SEQS, _MAX_SEQ_IDS - options.max_seqs) if cache_tokens else 0
 
     def load() -> LoadedModel:
         runner = LlamaRunner(
@@ -26,6 +33,8 @@ def create(options: EngineOptions) -> BatchedEngine:
                 threads_batch=options.threads_batch,
                 kv_unified=options.kv_unified,
                 mmproj=Path(options.mmproj).expanduser() if options.mmproj else None,
+                cache_seqs=cache_seqs,
+                cache_cells=cache_tokens if cache_seqs else 0,
             )
         )
         tok = runner.tokenizer
@@ -51,5 +60,8 @@ def create(options: EngineOptions) -> BatchedEngine:
             max_queue=options.max_queue,
             prefix_cache=options.prefix_cache,
             share_prefixes=options.kv_unified,
+            speculative=options.speculative,
+            cache_seqs=cache_seqs,
+            cache_tokens=cache_tokens,
         ),
     )

@@ -40,6 +40,9 @@ class RunnerConfig:
     threads_batch: int
     kv_unified: bool = True
     mmproj: Path | None = None  # a vision projector (llama.cpp mtmd) for image input
+    # The prefix cache's sequence ids (after the max_seqs slots) and its extra KV cells.
+    cache_seqs: int = 0
+    cache_cells: int = 0
 
 
 def _silence_llama_logs() -> object:
@@ -81,6 +84,7 @@ class LlamaRunner:
         self.chat_template = self._chat_template()
         self.n_batch = config.n_batch
         self._alloc_batch(config.n_batch)
+        self.warm_up()
         self.vision: VisionProjector | None = None
         if config.mmproj is not None:
             self.vision = VisionProjector(
@@ -110,8 +114,8 @@ class LlamaRunner:
         params = L.llama_context_default_params()
         # Unified or split, the total is one full context per sequence slot, so a sequence
         # never runs out of KV before it reaches n_ctx_seq and no preemption is needed.
-        params.n_ctx = self.n_ctx_seq * config.max_seqs
-        params.n_seq_max = config.max_seqs
+        params.n_ctx = self.n_ctx_seq * config.max_seqs + config.cache_cells
+        params.n_seq_max = config.max_seqs + config.cache_seqs
         params.n_batch = config.n_batch
         params.n_ubatch = config.n_batch
         params.n_threads = config.threads
@@ -171,6 +175,25 @@ class LlamaRunner:
             return np.empty((0, self.n_vocab), dtype=np.float32)
         pointer = L.llama_get_logits(self._ctx)
         return np.ctypeslib.as_array(pointer, shape=(n_out, self.n_vocab))
+
+    def warm_up(self) -> None:
+        """Run the shapes the scheduler will run, then forget them, as llama.cpp's own tools
+        do before serving. The first decodes after a load pay for faulting in the mapped
+        weights, growing the output buffer and the thread team's first start; without this
+        the first requests after a start decode several times slower than the rest."""
+        max_seqs = self.config.max_seqs
+        prompt = min(self.n_batch, 8)
+        tokens = np.full(prompt, self.tokenizer.bos_token_id or 0, dtype=np.int32)
+        flags = np.zeros(prompt, dtype=np.int8)
+        flags[-1] = 1
+        self.decode(tokens, np.arange(prompt, dtype=np.int32), np.zeros(prompt, np.int32), flags)
+        width = min(max_seqs, self.n_batch)
+        seqs = np.arange(width, dtype=np.int32)
+        # One token per sequence, each with logits: the shape of a decode step.
+        positions = np.where(seqs == 0, prompt, 0).astype(np.int32)
+        step = np.full(width, tokens[0], dtype=np.int32)
+        self.decode(step, positions, seqs, np.ones(width, dtype=np.int8))
+        L.llama_memory_clear(self._memory, True)
 
     def seq_remove(self, seq_id: int, start: int = 0, end: int = -1) -> None:
         """Drop positions [start, end) of a sequence from the KV memory (end -1: to the end)."""

@@ -117,6 +117,7 @@ class TransformersEngine:
             supports_images=loaded.supports_images,
             supports_tools="tools" in template,
             supports_beam_search=False,
+            supports_speculative=False,
         )
 
     @property

@@ -1,0 +1,348 @@
+"""pampero against native ``llama-server``, built from the llama.cpp that llama-cpp-python vendors.
+
+Same kernels, no Python: the anchor of issue 16. The benchmark builds ``llama-server`` once from
+the llama-cpp-python sdist of the installed version (``pip download --no-binary :all:``) into
+``~/.cache/pampero/llama-server-<version>`` (never into the repository), then runs each server
+in turn on a free loopback port, never both at once::
+
+    .venv/bin/python benchmarks/bench_native.py --write docs/benchmarks.md
+
+Workloads, each on every server:
+
+- **decode**: one stream of ``--max-tokens`` tokens at temperature 0.7 (end of generation
+  suppressed), tok/s from first to last content delta; the median of ``--repeat`` streams,
+  after one warm-up stream. The first stream after start is also reported alone (no warm-up).
+- **input-grounded**: rewrite a ~300-token function with one change, greedy; tok/s over the
+  whole answer. pampero runs it with and without n-gram speculation.
+- **multi-conversation**: ``--conversations`` chats of ``--turns`` turns, all sharing one
+  system prompt, run concurrently (turns of one chat in order): TTFT p50/p99 and the share of
+  prompt tokens served from cache (``usage.prompt_tokens_details.cached_tokens``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serving import (
+    LOG_DIR,
+    SseDecoder,
+    cpu_model,
+    default_model,
+    end_of_generation_ids,
+    free_port,
+    progress,
+    replace_section,
+    running_server,
+)
+
+MARKERS = ("<!-- bench_native:start -->", "<!-- bench_native:end -->")
+LLAMA_SERVER, PAMPERO = "llama-server", "pampero"
+SPECULATIVE = {"method": "ngram", "num_tokens": 4}
+
+FUNCTION = '''def summarize_orders(orders, tax_rate, currency="EUR"):
+    """Group orders by customer and return totals, tax included, sorted by amount."""
+    totals = {}
+    counts = {}
+    for order in orders:
+        customer = order["customer"]
+        amount = 0.0
+        for line in order["lines"]:
+            price = line["unit_price"] * line["quantity"]
+            if line.get("discount"):
+                price = price * (1 - line["discount"])
+            amount += price
+        totals[customer] = totals.get(customer, 0.0) + amount
+        counts[customer] = counts.get(customer, 0) + 1
+    rows = []
+    for customer, amount in totals.items():
+        taxed = round(amount * (1 + tax_rate), 2)
+        rows.append({"customer": customer, "orders": counts[customer],
+                     "total": taxed, "currency": currency})
+    rows.sort(key=lambda row: row["total"], reverse=True)
+    return rows
+'''
+REWRITE = (
+    "Rewrite this Python function so that the parameter `tax_rate` is named `vat_rate`. "
+    "Change nothing else and reply with the code only.\n\n" + FUNCTION
+)
+SYSTEM = (
+    "You are the support assistant of a small online bookshop. Answer in two sentences at "
+    "most, politely, without lists. Shipping takes three days inside the country and costs "
+    "four euros; orders above forty euros ship free. Returns are accepted within thirty days."
+)
+QUESTIONS = [
+    "Hello!", "How long does shipping take?", "And what does it cost?",
+    "Can I return a book?", "What if it arrived damaged?", "Thanks, bye!",
+]  # fmt: skip
+
+
+def llama_cpp_version() -> str:
+    return importlib.metadata.version("llama_cpp_python")
+
+
+def build_llama_server(version: str, jobs: int) -> Path:
+    """``llama-server`` of llama-cpp-python ``version``'s vendored llama.cpp, built once."""
+    root = Path.home() / ".cache" / "pampero" / f"llama-server-{version}"
+    binary = root / "build" / "bin" / "llama-server"
+    if binary.exists():
+        return binary
+    root.mkdir(parents=True, exist_ok=True)
+    sdist = root / "sdist"
+    if not any(sdist.glob("*.tar.gz")):
+        pip = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps"]
+        subprocess.run([*pip, f"llama-cpp-python=={version}", "-d", str(sdist)], check=True)
+    source = root / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+    if not source.exists():
+        with tarfile.open(next(sdist.glob("*.tar.gz"))) as archive:
+            archive.extractall(root, filter="data")
+    flags = [
+        "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON",
+        "-DBUILD_SHARED_LIBS=OFF",
+    ]  # fmt: skip
+    progress(f"building llama-server {version} into {root} (minutes on a small machine)")
+    subprocess.run(["cmake", "-S", str(source), "-B", str(root / "build"), *flags], check=True)
+    build = ["cmake", "--build", str(root / "build"), "--target", "llama-server", "-j", str(jobs)]
+    subprocess.run(build, check=True)
+    return binary
+
+
+@dataclass
+class Config:
+    model: Path
+    threads: int
+    n_ctx: int
+    max_seqs: int
+    max_tokens: int
+    repeat: int
+    conversations: int
+    turns: int
+    eog_ids: tuple[int, ...]
+    binary: Path | None = None
+
+
+def command(side: str, cfg: Config, port: int) -> list[str]:
+    if side == LLAMA_SERVER:
+        assert cfg.binary is not None
+        return [
+            str(cfg.binary), "-m", str(cfg.model), "--host", "127.0.0.1", "--port", str(port),
+            "-c", str(cfg.n_ctx * cfg.max_seqs), "-np", str(cfg.max_seqs),
+            "-t", str(cfg.threads), "-tb", str(cfg.threads), "--no-webui",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "pampero", "serve", "--model", str(cfg.model), "--port", str(port),
+        "--threads", str(cfg.threads), "--n-ctx", str(cfg.n_ctx),
+        "--max-seqs", str(cfg.max_seqs), "--prefix-cache-tokens", str(cfg.n_ctx * 4),
+    ]  # fmt: skip
+
+
+@dataclass
+class Stream:
+    sent: float
+    first: float | None = None
+    last: float | None = None
+    deltas: int = 0
+    tokens: int | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def ttft(self) -> float:
+        assert self.first is not None
+        return self.first - self.sent
+
+    @property
+    def rate(self) -> float:
+        n = self.tokens if self.tokens is not None else self.deltas
+        if self.first is None or self.last is None or self.last <= self.first or n < 2:
+            return 0.0
+        return (n - 1) / (self.last - self.first)
+
+
+async def stream_chat(
+    client: httpx.AsyncClient, model: str, messages: list[dict[str, str]], **fields: Any
+) -> Stream:
+    body = {
+        "model": model, "messages": messages, "stream": True,
+        "stream_options": {"include_usage": True}, **fields,
+    }  # fmt: skip
+    result = Stream(sent=time.perf_counter())
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {(await response.aread())[:300]!r}")
+        decoder = SseDecoder()
+        async for line in response.aiter_lines():
+            data = decoder.feed(line)
+            if data is None or data == "[DONE]":
+                continue
+            _absorb(result, json.loads(data), time.perf_counter())
+    return result
+
+
+def _absorb(result: Stream, obj: dict[str, Any], now: float) -> None:
+    choices = obj.get("choices") or []
+    content = ((choices[0].get("delta") or {}).get("content") or "") if choices else ""
+    if content:
+        result.first = result.first or now
+        result.last = now
+        result.deltas += 1
+        result.text.append(content)
+    usage = obj.get("usage") or {}
+    if usage:
+        result.tokens = usage.get("completion_tokens", result.tokens)
+        result.prompt_tokens = usage.get("prompt_tokens", 0)
+        details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens")
+        if cached is None:  # llama-server's own field
+            cached = (obj.get("timings") or {}).get("cache_n", 0)
+        result.cached_tokens = int(cached or 0)
+
+
+def fixed_length(side: str, cfg: Config) -> dict[str, Any]:
+    if side == LLAMA_SERVER:
+        return {"logit_bias": {str(t): -100 for t in cfg.eog_ids}}
+    return {"ignore_eos": True}
+
+
+async def measure(side: str, base_url: str, model: str, cfg: Config) -> dict[str, float]:
+    out: dict[str, float] = {}
+    timeout = httpx.Timeout(1800.0, connect=10.0)
+    # One connection per request: llama-server (cpp-httplib) closes kept-alive connections on
+    # its own schedule, and a request sent on one just then fails with "Server disconnected
+    # without sending a response" (seen in the 16-conversation workload). A loopback connect
+    # costs ~0.1 ms, the same for both servers.
+    limits = httpx.Limits(max_connections=cfg.conversations + 4, max_keepalive_connections=0)
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, limits=limits, headers={"connection": "close"}
+    ) as client:
+        user = [{"role": "user", "content": "Explain how a hash map works, in detail."}]
+        plain = {"temperature": 0.7, "max_tokens": cfg.max_tokens, **fixed_length(side, cfg)}
+        first = await stream_chat(client, model, user, **plain)
+        out["first stream after start, tok/s"] = first.rate
+        rates = [(await stream_chat(client, model, user, **plain)).rate for _ in range(cfg.repeat)]
+        out["decode tok/s, 1 stream (median)"] = statistics.median(rates)
+        grounded = [{"role": "user", "content": REWRITE}]
+        for label, extra in _grounded_variants(side):
+            runs = [
+                await stream_chat(client, model, grounded, temperature=0, max_tokens=400, **extra)
+                for _ in range(cfg.repeat)
+            ]
+            out[f"input-grounded rewrite tok/s{label}"] = statistics.median(r.rate for r in runs)
+        out.update(await conversations(client, model, cfg))
+    return out
+
+
+def _grounded_variants(side: str) -> list[tuple[str, dict[str, Any]]]:
+    if side == LLAMA_SERVER:
+        return [("", {})]
+    return [("", {}), (" (ngram speculation)", {"speculative": SPECULATIVE})]
+
+
+async def conversations(client: httpx.AsyncClient, model: str, cfg: Config) -> dict[str, float]:
+    streams: list[Stream] = []
+
+    async def chat(index: int) -> None:
+        messages = [{"role": "system", "content": SYSTEM}]
+        for turn in range(cfg.turns):
+            question = QUESTIONS[turn % len(QUESTIONS)]
+            messages.append({"role": "user", "content": f"(customer {index}) {question}"})
+            reply = await stream_chat(client, model, messages, temperature=0.7, max_tokens=32)
+            streams.append(reply)
+            messages.append({"role": "assistant", "content": "".join(reply.text)})
+
+    await asyncio.gather(*(chat(i) for i in range(cfg.conversations)))
+    ttfts = sorted(s.ttft for s in streams if s.first is not None)
+    prompt = sum(s.prompt_tokens for s in streams)
+    return {
+        "multi-conversation TTFT p50 (ms)": 1000 * statistics.median(ttfts),
+        "multi-conversation TTFT p99 (ms)": 1000
+        * ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))],
+        "multi-conversation cached-token ratio": sum(s.cached_tokens for s in streams)
+        / max(prompt, 1),
+    }
+
+
+def run_side(side: str, cfg: Config) -> dict[str, float]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = command(side, cfg, port)
+    progress(f"{side}: {shlex.join(argv)}")
+    log = LOG_DIR / f"native-{side.replace(' ', '')}.log"
+    with running_server(argv, base, log, 600.0) as model:
+        return asyncio.run(measure(side, base, model, cfg))
+
+
+def render(results: dict[str, dict[str, float]], cfg: Config, argv: Sequence[str]) -> str:
+    sides = list(results)
+    keys = list(dict.fromkeys(k for r in results.values() for k in r))
+    lines = ["| metric | " + " | ".join(sides) + " |", "| --- |" + " ---: |" * len(sides)]
+    for key in keys:
+        cells = [f"{results[s][key]:.2f}" if key in results[s] else "—" for s in sides]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    load = os.getloadavg()
+    lines += [
+        "",
+        f"command: `{shlex.join(argv)}`; machine: {cpu_model()}, {os.cpu_count()} cores, "
+        f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end of the run; "
+        f"{cfg.threads} threads, n_ctx {cfg.n_ctx} per sequence, {cfg.max_seqs} sequences; "
+        f"llama-cpp-python {llama_cpp_version()}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--max-seqs", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--conversations", type=int, default=16)
+    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--only", choices=[LLAMA_SERVER, PAMPERO])
+    parser.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args(argv)
+    model = (args.model or default_model()).resolve()
+    cfg = Config(
+        model=model, threads=args.threads, n_ctx=args.n_ctx, max_seqs=args.max_seqs,
+        max_tokens=args.max_tokens, repeat=args.repeat, conversations=args.conversations,
+        turns=args.turns, eog_ids=tuple(end_of_generation_ids(model)),
+    )  # fmt: skip
+    sides = [args.only] if args.only else [LLAMA_SERVER, PAMPERO]
+    if LLAMA_SERVER in sides:
+        if shutil.which("cmake") is None:
+            print("bench_native: cmake is needed to build llama-server", file=sys.stderr)
+            return 1
+        cfg.binary = build_llama_server(llama_cpp_version(), args.build_jobs)
+    results = {side: run_side(side, cfg) for side in sides}
+    report = render(results, cfg, sys.orig_argv)
+    print(report)
+    if args.write:
+        existing = args.write.read_text() if args.write.exists() else None
+        args.write.write_text(replace_section(existing, report, MARKERS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

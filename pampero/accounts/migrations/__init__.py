@@ -1,0 +1,1 @@
+"""Alembic migrations of the accounts database, applied by ``Database.migrate``."""

@@ -1,0 +1,214 @@
+"""Speculative decoding (n-gram prompt lookup) on the real default model, over HTTP.
+
+Greedy output must be byte-identical with and without speculation; sampled output must keep
+its distribution (a chi-square test over a bounded sample); drafts must be accepted where the
+answer repeats its input, reported in the response header and in ``/metrics``; a bad
+``speculative`` value is a 400 naming it; speculating requests batch with plain ones.
+
+The server runs without the prefix cache (see ``exact_server``): a prompt partly reused from
+KV computed in another batch shape moves logits in the third digit, which would blur the
+comparison between the two runs of each prompt.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import MODEL_ID, Api, Launcher, Server
+
+pytestmark = pytest.mark.e2e
+
+NGRAM = {"method": "ngram", "num_tokens": 4}
+HEADER = "x-pampero-speculative-acceptance"
+
+CODE = '''def total_price(items, tax_rate):
+    """Return the total price of items, tax included."""
+    subtotal = 0
+    for item in items:
+        subtotal += item["price"] * item["quantity"]
+    tax = subtotal * tax_rate
+    return subtotal + tax
+'''
+REWRITE = (
+    "Rewrite this Python function with the parameter `tax_rate` renamed to `rate`. "
+    "Reply with the code only.\n\n" + CODE
+)
+PROMPTS = [
+    REWRITE,
+    "Write a haiku about the sea.",
+    "List the first ten prime numbers, separated by commas.",
+    "Repeat exactly: the quick brown fox jumps over the lazy dog, the quick brown fox.",
+]
+
+
+@pytest.fixture(scope="module")
+def spec_server(launch: Launcher) -> Iterator[Server]:
+    with launch("--no-prefix-cache", "--kv-split", "--max-seqs", "4") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def spec_api(spec_server: Server) -> Iterator[Api]:
+    client = spec_server.api()
+    yield client
+    client.close()
+
+
+def _chat(api: Api, content: str, **fields: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    response = api.chat_response(content, **fields)
+    return response.json(), dict(response.headers)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS, ids=["rewrite", "haiku", "primes", "repeat"])
+def test_greedy_output_is_identical_with_speculation(spec_api: Api, prompt: str) -> None:
+    plain, plain_headers = _chat(spec_api, prompt, max_tokens=80)
+    fast, fast_headers = _chat(spec_api, prompt, max_tokens=80, speculative=NGRAM)
+    assert fast["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
+    assert fast["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+    assert HEADER not in plain_headers
+    if prompt is REWRITE:
+        rate, counts = fast_headers[HEADER].split(" ")
+        accepted, drafted = map(int, counts.strip("()").split("/"))
+        assert 0 < accepted <= drafted and float(rate) > 0
+
+
+def test_acceptance_reaches_metrics_and_streams_match(spec_api: Api) -> None:
+    before = spec_api.metrics()
+    whole, headers = _chat(spec_api, REWRITE, max_tokens=80, speculative=NGRAM)
+    streamed = spec_api.stream_chat(REWRITE, max_tokens=80, speculative=NGRAM)
+    after = spec_api.metrics()
+    drafted = after.value("pampero_speculative_draft_tokens_total", model=MODEL_ID) - before.value(
+        "pampero_speculative_draft_tokens_total", model=MODEL_ID
+    )
+    accepted = after.value(
+        "pampero_speculative_accepted_tokens_total", model=MODEL_ID
+    ) - before.value("pampero_speculative_accepted_tokens_total", model=MODEL_ID)
+    one = int(headers[HEADER].split("/")[-1].rstrip(")"))
+    assert drafted > one > 0  # both requests counted
+    assert 0 < accepted <= drafted
+    assert streamed.texts()[0] == whole["choices"][0]["message"]["content"]
+
+
+def test_completions_speculate_too(spec_api: Api) -> None:
+    plain = spec_api.complete(REWRITE + "\n# renamed:\n", max_tokens=60)
+    response = spec_api.post(
+        "/v1/completions",
+        spec_api.completion_body(
+            REWRITE + "\n# renamed:\n", {"max_tokens": 60, "speculative": NGRAM}
+        ),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["text"] == plain["choices"][0]["text"]
+    assert HEADER in response.headers
+
+
+def test_speculating_requests_batch_with_plain_ones(spec_api: Api) -> None:
+    alone = {p: _chat(spec_api, p, max_tokens=60)[0] for p in PROMPTS[:3]}
+    jobs = [(p, NGRAM if i % 2 == 0 else None) for i, p in enumerate(PROMPTS[:3])] * 2
+
+    def run(job: tuple[str, dict[str, Any] | None]) -> tuple[str, str]:
+        prompt, spec = job
+        fields: dict[str, Any] = {"max_tokens": 60}
+        if spec is not None:
+            fields["speculative"] = spec
+        body, _ = _chat(spec_api, prompt, **fields)
+        return prompt, body["choices"][0]["message"]["content"]
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(run, jobs))
+    # Under batching, logits move in the last digits with the batch's shape; a near-tie may
+    # flip. The answers must still be complete and mostly identical to the solo runs.
+    same = sum(
+        text == alone[prompt]["choices"][0]["message"]["content"] for prompt, text in results
+    )
+    assert all(text for _, text in results)
+    assert same >= len(results) - 2
+
+
+def test_sampled_output_keeps_its_distribution(spec_api: Api) -> None:
+    # The first three tokens of a short, open answer at temperature 1: their joint outcome is
+    # compared between the two runs with a chi-square test of homogeneity. Drafts from the
+    # prompt are offered at every step ("one two three" repeats), so some are accepted.
+    prompt = "Continue the pattern with three more words: one two three one two three one two"
+    samples = 120
+
+    def outcomes(spec: dict[str, Any] | None) -> collections.Counter[str]:
+        fields: dict[str, Any] = {"max_tokens": 3, "temperature": 1.0, "n": 4}
+        if spec is not None:
+            fields["speculative"] = spec
+        counter: collections.Counter[str] = collections.Counter()
+        for _ in range(samples // 4):
+            body, _ = _chat(spec_api, prompt, **fields)
+            counter.update(c["message"]["content"] for c in body["choices"])
+        return counter
+
+    plain, spec = outcomes(None), outcomes(NGRAM)
+    keys = [k for k in set(plain) | set(spec) if plain[k] + spec[k] >= 8]
+    rare = (
+        sum(v for k, v in plain.items() if k not in keys),
+        sum(v for k, v in spec.items() if k not in keys),
+    )
+    a = [plain[k] for k in keys] + [rare[0]]
+    b = [spec[k] for k in keys] + [rare[1]]
+    cells = [(x, y) for x, y in zip(a, b, strict=True) if x + y]
+    n_a, n_b = sum(a), sum(b)
+    chi2 = 0.0
+    for x, y in cells:
+        total = x + y
+        ea, eb = total * n_a / (n_a + n_b), total * n_b / (n_a + n_b)
+        chi2 += (x - ea) ** 2 / ea + (y - eb) ** 2 / eb
+    dof = max(len(cells) - 1, 1)
+    limit = dof * (1 - 2 / (9 * dof) + 3.09 * (2 / (9 * dof)) ** 0.5) ** 3  # p = 0.001
+    assert chi2 < limit, (chi2, limit, plain.most_common(5), spec.most_common(5))
+
+
+@pytest.mark.parametrize(
+    ("value", "param"),
+    [
+        ({"method": "eagle"}, "speculative.method"),
+        ({"method": "ngram", "num_tokens": 0}, "speculative.num_tokens"),
+        ({"method": "ngram", "num_tokens": 99}, "speculative.num_tokens"),
+        ({"num_tokens": 4}, "speculative.method"),
+        ("ngram", "speculative"),
+    ],
+)
+def test_bad_speculative_values_are_400(spec_api: Api, value: Any, param: str) -> None:
+    body = spec_api.chat_body("hi", {"speculative": value})
+    error = spec_api.error("/v1/chat/completions", body, 400)
+    assert error["param"] == param
+
+
+def test_speculation_with_beam_search_is_400(spec_api: Api) -> None:
+    body = spec_api.chat_body("hi", {"speculative": NGRAM, "use_beam_search": True, "n": 2})
+    error = spec_api.error("/v1/chat/completions", body, 400)
+    assert error["param"] == "speculative"
+
+
+def test_constrained_output_speculates_under_its_grammar(spec_api: Api) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "price": {"type": "number"}},
+        "required": ["name", "price"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "item", "schema": schema}}
+    prompt = 'Copy this JSON exactly: {"name": "blue widget", "price": 9.5}'
+    plain, _ = _chat(spec_api, prompt, max_tokens=40, response_format=fmt)
+    fast, _ = _chat(spec_api, prompt, max_tokens=40, response_format=fmt, speculative=NGRAM)
+    assert fast["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
+
+
+def test_a_server_default_speculates_and_a_request_can_turn_it_off(launch: Launcher) -> None:
+    with launch("--speculative-method", "ngram", "--speculative-tokens", "3") as server:
+        api = server.api()
+        try:
+            _, on = _chat(api, REWRITE, max_tokens=60)
+            _, off = _chat(api, REWRITE, max_tokens=60, speculative={"method": "none"})
+        finally:
+            api.close()
+    assert HEADER in on and HEADER not in off

@@ -1,0 +1,196 @@
+"""Speculative decoding in the scheduler (n-gram prompt lookup), over ``FakeRunner``.
+
+The fake runner's logits depend only on each sequence's KV, and it fails on any KV hole or
+overlap, so a draft whose KV is not removed after a rejection, or a position decoded twice,
+shows up as a violation; outputs must equal plain decoding's token for token.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from pampero.engines.speculative import ngram_draft
+from pampero.errors import EngineError
+from pampero.inference import SpeculativeParams
+from tests.fakes import FakeRunner, SchedulerHarness, Scripted, letters
+
+NGRAM = SpeculativeParams("ngram", 4)
+CODE = b"def add(a, b):\n    return a + b\n"
+
+
+def echo_runner(**kwargs: int) -> FakeRunner:
+    """A model that answers ``CODE`` by repeating it with one change, then stops."""
+    prompt = b"Rewrite: " + CODE
+    answer = CODE.replace(b"add", b"sum")
+    return FakeRunner(next_token=Scripted({prompt: answer}), **kwargs)
+
+
+def test_ngram_draft_proposes_what_followed_the_longest_recent_match() -> None:
+    assert ngram_draft([5, 6, 7, 8, 1, 5, 6, 7], 3) == [8, 1, 5]
+    assert ngram_draft([1, 2, 3, 4], 3) == []  # nothing recurs
+    assert ngram_draft([1, 2, 9, 1, 2], 5) == [9, 1, 2]  # only what exists
+    assert ngram_draft([1, 2, -2, 1, 2], 3) == []  # image cells are never proposed
+    assert ngram_draft([1, 2, 3, 1, 2], 0) == []
+
+
+def test_greedy_output_is_identical_and_drafts_are_accepted() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    plain = SchedulerHarness(echo_runner())
+    base = plain.submit(prompt, max_tokens=40)
+    plain_steps = plain.run()
+    fast = SchedulerHarness(echo_runner())
+    spec = fast.submit(prompt, max_tokens=40, speculative=NGRAM)
+    spec_steps = fast.run()
+    assert spec.error is None and base.error is None
+    assert spec.token_ids() == base.token_ids()
+    assert spec.text() == base.text() == CODE.replace(b"add", b"sum").decode()
+    assert spec.finish() == base.finish() == ("stop", None)
+    last = spec.events[-1]
+    assert last.accepted_draft_tokens > 0
+    assert last.accepted_draft_tokens <= last.draft_tokens
+    assert spec_steps < plain_steps
+    assert base.events[-1].draft_tokens == 0
+
+
+def test_rejected_drafts_leave_no_kv_behind() -> None:
+    # letters() follows no pattern, so most drafts are rejected: every rejection must be
+    # trimmed, or the fake runner's contiguity check fails the next decode.
+    prompt = "abcabcabcabcabc"
+    plain = SchedulerHarness(FakeRunner(next_token=letters))
+    base = plain.submit(prompt, max_tokens=30)
+    plain.run()
+    runner = FakeRunner(next_token=letters)
+    fast = SchedulerHarness(runner)
+    spec = fast.submit(prompt, max_tokens=30, speculative=NGRAM)
+    fast.run()
+    assert spec.token_ids() == base.token_ids()
+    assert spec.events[-1].draft_tokens > spec.events[-1].accepted_draft_tokens
+    slot = fast.slot_of(spec)
+    assert runner.kv[slot] == [*spec.active.prompt, *spec.token_ids()[:-1]]  # type: ignore[union-attr]
+
+
+def test_max_tokens_and_stop_strings_hold_inside_a_window() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    for kwargs in ({"max_tokens": 7}, {"max_tokens": 40, "stop": ["return"]}):
+        plain = SchedulerHarness(echo_runner())
+        base = plain.submit(prompt, **kwargs)
+        plain.run()
+        fast = SchedulerHarness(echo_runner())
+        spec = fast.submit(prompt, speculative=NGRAM, **kwargs)
+        fast.run()
+        assert spec.token_ids() == base.token_ids()
+        assert spec.text() == base.text()
+        assert spec.finish() == base.finish()
+
+
+def test_speculating_and_plain_requests_share_batches() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    runner = echo_runner()
+    h = SchedulerHarness(runner)
+    spec = h.submit(prompt, max_tokens=40, speculative=NGRAM)
+    plain = h.submit("hello there", max_tokens=12)
+    greedy_off = h.submit(prompt, max_tokens=40, speculative=SpeculativeParams("none", 4))
+    h.run()
+    assert spec.token_ids() == runner.expected(h.tokenizer.encode(prompt), len(spec.token_ids()))
+    assert plain.token_ids() == runner.expected(h.tokenizer.encode("hello there"), 12)
+    assert greedy_off.token_ids() == spec.token_ids()
+    assert greedy_off.events[-1].draft_tokens == 0
+    mixed = [b for b in runner.batches if len({r.seq_id for r in b}) > 1]
+    assert any(len(b) > len({r.seq_id for r in b}) for b in mixed)  # drafts beside others
+
+
+def test_a_server_default_applies_unless_a_request_turns_it_off() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    h = SchedulerHarness(echo_runner())
+    h.scheduler.config.speculative = NGRAM
+    on = h.submit(prompt, max_tokens=30)
+    off = h.submit(prompt, max_tokens=30, speculative=SpeculativeParams("none", 4))
+    h.run()
+    assert on.events[-1].accepted_draft_tokens > 0
+    assert off.events[-1].draft_tokens == 0
+    assert on.token_ids() == off.token_ids()
+
+
+def test_a_failed_batch_is_rewound_with_its_drafts_and_retried() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    runner = echo_runner()
+    h = SchedulerHarness(runner)
+    spec = h.submit(prompt, max_tokens=40, speculative=NGRAM)
+    other = h.submit("abc", max_tokens=20)
+    for _ in range(4):
+        h.step()
+    runner.fail_next_decode = RuntimeError("one bad step")
+    h.run()
+    assert spec.error is None and other.error is None
+    assert spec.token_ids() == runner.expected(h.tokenizer.encode(prompt), len(spec.token_ids()))
+    assert other.token_ids() == runner.expected(h.tokenizer.encode("abc"), 20)
+
+
+def test_a_request_failing_alone_keeps_its_neighbours_speculating() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    runner = echo_runner()
+    runner.poison = frozenset({ord("Z")})
+    h = SchedulerHarness(runner)
+    spec = h.submit(prompt, max_tokens=40, speculative=NGRAM)
+    bad = h.submit("xyZ", max_tokens=5)
+    h.run()
+    assert isinstance(bad.error, EngineError)
+    assert spec.error is None
+    assert spec.events[-1].accepted_draft_tokens > 0
+
+
+def _first_tokens(speculative: SpeculativeParams | None, runs: int) -> collections.Counter[str]:
+    # A model whose every next-token distribution is a softmax over ``ramp``: token t, t+1,
+    # t+2, ... with logits 0, -0.5, -1, ...; at temperature 1 the draft (what followed the
+    # same two tokens before) is accepted only part of the time.
+    def repeat(context: Sequence[int]) -> int:
+        return context[len(context) - 3] if len(context) >= 3 else ord("a")
+
+    h = SchedulerHarness(FakeRunner(next_token=repeat), max_seqs=8, max_queue=runs)
+    sinks = [
+        h.submit("xyzxyzxyz", max_tokens=3, temperature=1.0, top_k=3, speculative=speculative)
+        for _ in range(runs)
+    ]
+    h.run(max_steps=10 * runs)
+    return collections.Counter(bytes(s.token_ids()).decode() for s in sinks)
+
+
+def test_sampled_output_keeps_its_distribution() -> None:
+    runs = 1200
+    plain = _first_tokens(None, runs)
+    spec = _first_tokens(NGRAM, runs)
+    keys = sorted(k for k in set(plain) | set(spec) if plain[k] + spec[k] >= 10)
+    a = np.array([plain[k] for k in keys], dtype=np.float64)
+    b = np.array([spec[k] for k in keys], dtype=np.float64)
+    # Chi-square test of homogeneity of two samples over the frequent outcomes.
+    total = a + b
+    expected_a = total * a.sum() / total.sum()
+    expected_b = total * b.sum() / total.sum()
+    chi2 = float(((a - expected_a) ** 2 / expected_a + (b - expected_b) ** 2 / expected_b).sum())
+    dof = len(keys) - 1
+    # The 99.9th percentile of chi-square(dof), by the Wilson-Hilferty approximation.
+    z = 3.09
+    limit = dof * (1 - 2 / (9 * dof) + z * (2 / (9 * dof)) ** 0.5) ** 3
+    assert dof >= 5
+    assert chi2 < limit, (chi2, limit, plain.most_common(8), spec.most_common(8))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_drafts_never_exceed_the_batch(k: int) -> None:
+    runner = echo_runner(n_batch=8, max_seqs=4)
+    h = SchedulerHarness(runner, max_seqs=4, prefill_chunk=4)
+    prompt = "Rewrite: " + CODE.decode()
+    sinks = [
+        h.submit(prompt, max_tokens=30, speculative=SpeculativeParams("ngram", k)) for _ in range(3)
+    ]
+    h.run()
+    assert all(len(b) <= 8 for b in runner.batches)
+    for sink in sinks:
+        assert (
+            sink.token_ids()
+            == runner.expected(h.tokenizer.encode(prompt), 30)[: len(sink.token_ids())]
+        )
