@@ -9,6 +9,7 @@ Closing the iterator early (a client went away) aborts the request within one st
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import threading
@@ -80,17 +81,28 @@ class BatchedEngine:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._loaded = await asyncio.to_thread(self._load)
-        self._scheduler = Scheduler(
-            self._loaded.runner, self._loaded.vocabulary, self._config, self._emit
-        )
+        loaded: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
-            target=self._run, name=f"engine:{self.model_id}", daemon=True
+            target=self._run, args=(loaded,), name=f"engine:{self.model_id}", daemon=True
         )
         self._thread.start()
+        await asyncio.wrap_future(loaded)
 
-    def _run(self) -> None:
-        assert self._scheduler is not None
+    def _run(self, loaded: concurrent.futures.Future[None]) -> None:
+        # The model is loaded (and warmed up) on the thread that will decode with it. llama.cpp
+        # built with OpenMP keeps a thread team per calling thread: a warm-up on another thread
+        # left a second, idle team behind, more OpenMP threads than cores, so libgomp stopped
+        # spinning between steps and two-thread decode ran at one-thread speed (20 -> 33 ms
+        # per token for the default model on two cores).
+        try:
+            self._loaded = self._load()
+            self._scheduler = Scheduler(
+                self._loaded.runner, self._loaded.vocabulary, self._config, self._emit
+            )
+        except BaseException as exc:
+            loaded.set_exception(exc)
+            return
+        loaded.set_result(None)
         try:
             self._scheduler.run(self._stop)
         except BaseException as exc:  # report to every waiting client and in the log, then end
