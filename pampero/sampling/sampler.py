@@ -137,10 +137,35 @@ class Sampler:
             probs = np.where(probs >= params.min_p * probs.max(), probs, 0.0)
         if params.top_p < 1.0:
             ids, probs = _top_p(probs, ids, params.top_p)
-        cumulative = np.cumsum(probs, dtype=np.float64)
-        pick = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
-        pick = min(pick, len(probs) - 1)
+        pick = _draw(probs, self.rng.random())
         return int(ids[pick]) if ids is not None else pick
+
+
+_DRAW_BLOCK = 2048
+
+
+def _draw(weights: FloatRow, u: float) -> int:
+    """The index where ``u`` (in [0, 1)) of the total weight falls: inverse-CDF sampling.
+
+    A float64 running sum over a whole vocabulary (150k entries) costs about a millisecond a
+    token, most of a sampled token's Python time; this sums blocks first (one vectorised pass),
+    finds the block, then runs the sum inside that block only. Same draw up to the rounding
+    order of the sums."""
+    n = len(weights)
+    if n <= _DRAW_BLOCK:
+        cumulative = np.cumsum(weights, dtype=np.float64)
+        return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), n - 1)
+    starts = np.arange(0, n, _DRAW_BLOCK)
+    blocks = np.cumsum(np.add.reduceat(weights, starts, dtype=np.float64))
+    target = u * blocks[-1]
+    block = min(int(np.searchsorted(blocks, target, side="right")), len(blocks) - 1)
+    start = int(starts[block])
+    inside = np.cumsum(weights[start : start + _DRAW_BLOCK], dtype=np.float64)
+    inside += blocks[block - 1] if block else 0.0
+    offset = int(np.searchsorted(inside, target, side="right"))
+    if offset == len(inside):  # the two sums rounded apart: the block's last token with weight
+        offset = int(np.flatnonzero(weights[start : start + _DRAW_BLOCK])[-1])
+    return start + offset
 
 
 def _softmax(x: FloatRow) -> FloatRow:
