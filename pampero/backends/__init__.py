@@ -13,6 +13,7 @@ from pampero.backends.base import (
     Price,
     RequestContext,
     chat_body,
+    chat_chunk,
     unsupported_fields,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "Price",
     "RequestContext",
     "chat_body",
+    "chat_chunk",
     "unsupported_fields",
 ]

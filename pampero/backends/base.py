@@ -42,7 +42,7 @@ from pampero.protocol import (
     TokenizeRequest,
 )
 from pampero.protocol.common import GenerationFields
-from pampero.protocol.replies import ChatCompletion, Reply
+from pampero.protocol.replies import ChatCompletion, ChatCompletionChunk, Reply
 from pampero.settings import Settings
 
 # Fields every backend takes: they name the request itself, not a way to generate.
@@ -186,4 +186,18 @@ def chat_body(model: str, text: str, *, finish_reason: str = "stop") -> ChatComp
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
+    )
+
+
+def chat_chunk(
+    model: str, delta: dict[str, Any], *, finish_reason: str | None = None, id: str = ""
+) -> ChatCompletionChunk:
+    """One streamed chunk of choice 0 (for simple backends and tests); the edge frames it as
+    SSE. Chunks of one answer should share ``id``."""
+    return ChatCompletionChunk(
+        id=id or f"chatcmpl-{model}",
+        object="chat.completion.chunk",
+        created=int(time.time()),
+        model=model,
+        choices=[{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     )
