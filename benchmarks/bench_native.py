@@ -12,6 +12,10 @@ Workloads, each on every server:
 - **decode**: one stream of ``--max-tokens`` tokens at temperature 0.7 (end of generation
   suppressed), tok/s from first to last content delta; the median of ``--repeat`` streams,
   after one warm-up stream. The first stream after start is also reported alone (no warm-up).
+- **TTFT**: best of ``--repeat`` short streams when idle, and right after another client
+  closed its stream after the first event (the sequence it leaves must be freed at once).
+- **aggregate**: 4 and 8 streams sent at once, tokens of all over the wall time; the median of
+  ``--repeat`` rounds.
 - **input-grounded**: rewrite a ~300-token function with one change, greedy; tok/s over the
   whole answer. pampero runs it with and without n-gram speculation.
 - **multi-conversation**: ``--conversations`` chats of ``--turns`` turns, all sharing one
@@ -55,6 +59,12 @@ from bench_serving import (
 
 MARKERS = ("<!-- bench_native:start -->", "<!-- bench_native:end -->")
 LLAMA_SERVER, PAMPERO = "llama-server", "pampero"
+TOPICS = (
+    "Explain how a hash map works.", "Explain how TCP handshakes work.",
+    "Explain how a B-tree works.", "Explain how garbage collection works.",
+    "Explain how DNS resolution works.", "Explain how a compiler parses code.",
+    "Explain how HTTPS certificates work.", "Explain how a CPU cache works.",
+)  # fmt: skip
 SPECULATIVE = {"method": "ngram", "num_tokens": 4}
 
 FUNCTION = '''def summarize_orders(orders, tax_rate, currency="EUR"):
@@ -240,6 +250,11 @@ async def measure(side: str, base_url: str, model: str, cfg: Config) -> dict[str
         out["first stream after start, tok/s"] = first.rate
         rates = [(await stream_chat(client, model, user, **plain)).rate for _ in range(cfg.repeat)]
         out["decode tok/s, 1 stream (median)"] = statistics.median(rates)
+        out.update(await after_a_closed_stream(client, model, user, plain, cfg))
+        for width in (4, 8):
+            out[f"aggregate tok/s, {width} streams (median)"] = statistics.median(
+                [await aggregate(client, model, plain, width) for _ in range(cfg.repeat)]
+            )
         grounded = [{"role": "user", "content": REWRITE}]
         for label, extra in _grounded_variants(side):
             runs = [
@@ -249,6 +264,47 @@ async def measure(side: str, base_url: str, model: str, cfg: Config) -> dict[str
             out[f"input-grounded rewrite tok/s{label}"] = statistics.median(r.rate for r in runs)
         out.update(await conversations(client, model, cfg))
     return out
+
+
+async def aggregate(
+    client: httpx.AsyncClient, model: str, plain: dict[str, Any], width: int
+) -> float:
+    """``width`` streams sent at once (each with its own question): tokens of all of them over
+    the wall time from the first request to the last token."""
+    started = time.perf_counter()
+    streams = await asyncio.gather(
+        *(
+            stream_chat(client, model, [{"role": "user", "content": f"({i}) {TOPICS[i % 8]}"}],
+                        **plain)
+            for i in range(width)
+        )
+    )  # fmt: skip
+    ended = max(s.last or started for s in streams)
+    return sum(s.tokens or s.deltas for s in streams) / (ended - started)
+
+
+async def after_a_closed_stream(
+    client: httpx.AsyncClient,
+    model: str,
+    user: list[dict[str, str]],
+    plain: dict[str, Any],
+    cfg: Config,
+) -> dict[str, float]:
+    """TTFT best of ``repeat`` when idle, and of a request sent right after another client
+    closed its stream mid-answer (the server must notice and free its sequence at once)."""
+    short = {**plain, "max_tokens": 8}
+    idle = [(await stream_chat(client, model, user, **short)).ttft for _ in range(cfg.repeat)]
+    after = []
+    for _ in range(cfg.repeat):
+        body = {"model": model, "messages": user, "stream": True, **plain}
+        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            async for _line in response.aiter_lines():
+                break  # the client leaves after the first event
+        after.append((await stream_chat(client, model, user, **short)).ttft)
+    return {
+        "TTFT best of 3, idle (ms)": 1000 * min(idle),
+        "TTFT best of 3, right after a closed stream (ms)": 1000 * min(after),
+    }
 
 
 def _grounded_variants(side: str) -> list[tuple[str, dict[str, Any]]]:
