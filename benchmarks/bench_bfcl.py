@@ -129,12 +129,14 @@ def generate(
     run_bfcl(bfcl, [*argv, "--num-threads", str(threads)], env, root / "bfcl.log")
 
 
-def evaluate(bfcl: Path, root: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
+def evaluate(
+    bfcl: Path, root: Path, env: dict[str, str], categories: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """bfcl's AST scores per category: ``accuracy``, ``correct_count``, ``total_count``."""
-    argv = ["evaluate", "--model", BFCL_MODEL, "--test-category", ",".join(CATEGORIES)]
+    argv = ["evaluate", "--model", BFCL_MODEL, "--test-category", ",".join(categories)]
     run_bfcl(bfcl, [*argv, "--partial-eval"], env, root / "bfcl.log")
     scores = {}
-    for category in CATEGORIES:
+    for category in categories:
         path = next((root / "score").rglob(f"BFCL_v4_{category}_score.json"))
         scores[category] = json.loads(path.read_text().splitlines()[0])
     return scores
@@ -323,7 +325,7 @@ def run_mode(
     started = time.monotonic()
     with proxy.serving() as base_url:
         env = bfcl_env(root, base_url)
-        for category in CATEGORIES:
+        for category in ids:
             begun = time.monotonic()
             generate(bfcl, root, {category: ids[category]}, env, args.max_seqs)
             exchanges = proxy.take()
@@ -335,7 +337,7 @@ def run_mode(
                 f"{tallies[category].parse_failures} parse failures "
                 f"({time.monotonic() - begun:.0f} s)"
             )
-        scores = evaluate(bfcl, root, env)
+        scores = evaluate(bfcl, root, env, list(ids))
     return ModeResult(tool_choice, tallies, scores, time.monotonic() - started)
 
 
@@ -354,7 +356,7 @@ def _off_schema(t: Tally) -> str:
 
 def result_rows(result: ModeResult) -> list[str]:
     rows = []
-    for category in CATEGORIES:
+    for category in result.tallies:
         t, score = result.tallies[category], result.scores[category]
         cells = [
             category, f"`{result.tool_choice}`", str(score["total_count"]),
@@ -384,7 +386,7 @@ def setup_rows(
     chosen = "all" if args.limit is None else f"first {args.limit}"
     if args.seed is not None and args.limit is not None:
         chosen = f"{args.limit} sampled with seed {args.seed}"
-    counts = ", ".join(f"{c} {len(ids[c])}" for c in CATEGORIES)
+    counts = ", ".join(f"{c} {len(ids[c])}" for c in ids)
     timing = ", ".join(f"`{r.tool_choice}` {r.seconds / 60:.0f} min" for r in results)
     return [
         ("command", f"`{shlex.join(sys.orig_argv)}`"),
@@ -416,6 +418,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=512, help="cap per response")
     parser.add_argument("--tool-choice", choices=TOOL_CHOICES, action="append",
                         help="run only this configuration (repeatable)")  # fmt: skip
+    parser.add_argument("--category", choices=CATEGORIES, action="append",
+                        help="run only this category (repeatable)")  # fmt: skip
     parser.add_argument("--venv", type=Path, default=BFCL_VENV, help="bfcl's own virtualenv")
     parser.add_argument("--write", type=Path, help="rewrite this markdown file's section")
     return parser.parse_args(argv)
@@ -425,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     bfcl = bfcl_executable(args.venv)
     model = (args.model or default_model()).resolve()
-    ids = {c: pick_ids(dataset(args.venv, c), args.limit, args.seed) for c in CATEGORIES}
+    categories = args.category or CATEGORIES
+    ids = {c: pick_ids(dataset(args.venv, c), args.limit, args.seed) for c in categories}
     port = free_port()
     server = f"http://127.0.0.1:{port}"
     command = [

@@ -212,12 +212,20 @@ class ToolParserFactory(Protocol):
         ...
 
     def call_rules(
-        self, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+        self,
+        functions: list[dict[str, Any]],
+        *,
+        strict_only: bool,
+        parallel: bool,
+        bare: bool = False,
     ) -> str | None:
         """Lark rules defining ``calls``: text that is only calls of ``functions``, exactly one,
         or one or more when ``parallel``; helper rules are named
         ``call_*``. ``strict_only``: enforce the ``parameters`` of ``strict`` functions only.
-        ``None``: the format cannot be forced."""
+        ``bare`` (passed only to formats with a ``bare_call_gap``, when nothing but calls may
+        be written): also the bare call objects the parser reads, so a model that writes its
+        calls that way is not pushed into another form. ``None``: the format cannot be
+        forced."""
         ...
 
     def call_grammar(self, functions: list[dict[str, Any]], *, opened: bool) -> str | None:

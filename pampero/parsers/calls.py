@@ -317,7 +317,12 @@ class ToolParserBase(SteppedParser):
 
     @classmethod
     def call_rules(
-        cls, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+        cls,
+        functions: list[dict[str, Any]],
+        *,
+        strict_only: bool,
+        parallel: bool,
+        bare: bool = False,
     ) -> str | None:
         return None
 

@@ -61,12 +61,27 @@ class HermesToolParser(ToolParserBase):
 
     @classmethod
     def call_rules(
-        cls, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+        cls,
+        functions: list[dict[str, Any]],
+        *,
+        strict_only: bool,
+        parallel: bool,
+        bare: bool = False,
     ) -> str:
         schema = calls_schema(functions, "arguments", strict_only=strict_only)
-        one = f"{_OPENING} %json {schema} {_CLOSING}"
-        calls = 'call_one ("\\n" call_one)*' if parallel else "call_one"
-        return f"calls: {calls}\ncall_one: {one}\n"
+        rules = f"call_object: %json {schema}\ncall_one: {_OPENING} call_object {_CLOSING}\n"
+        tagged = 'call_one ("\\n" call_one)*' if parallel else "call_one"
+        if not bare:
+            return f"calls: {tagged}\n{rules}"
+        # Also the bare forms this parser reads: Qwen2.5 answers many requests with a
+        # pretty-printed call object, often in a ```json fence, and forcing the tag on it
+        # changes what it writes (BFCL: it copied the schema into the arguments).
+        objects = 'call_object ("\\n" call_object)*' if parallel else "call_object"
+        fence = lark_literal(_FENCES[0])
+        return (
+            f"calls: {tagged} | call_bare | {fence} call_bare {lark_literal(chr(10) + '```')}\n"
+            f"call_bare: {objects}\n{rules}"
+        )
 
     @classmethod
     def call_grammar(cls, functions: list[dict[str, Any]], *, opened: bool) -> str:

@@ -40,7 +40,12 @@ class Llama3JsonToolParser(ToolParserBase):
 
     @classmethod
     def call_rules(
-        cls, functions: list[dict[str, Any]], *, strict_only: bool, parallel: bool
+        cls,
+        functions: list[dict[str, Any]],
+        *,
+        strict_only: bool,
+        parallel: bool,
+        bare: bool = False,
     ) -> str:
         one = f"%json {calls_schema(functions, 'parameters', strict_only=strict_only)}"
         calls = 'call_one ("; " call_one)*' if parallel else "call_one"

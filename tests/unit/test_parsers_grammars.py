@@ -73,6 +73,30 @@ def test_forced_grammars_write_what_the_parser_reads(fmt: str) -> None:
     assert not accepts(f"start: calls\n{several}", "Sure!")
 
 
+PRETTY = '{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris",\n    "unit": "c"\n  }\n}'
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_forced_hermes_calls_may_also_be_written_bare(parallel: bool) -> None:
+    """Qwen2.5 often answers with a pretty-printed call object, fenced or not: a forced call may
+    take that form too (the parser reads it as a call), with the same arguments enforced."""
+    hermes = tool_parser("hermes")
+    rules = hermes.call_rules([WEATHER, TIME], strict_only=False, parallel=parallel, bare=True)
+    grammar = f"start: calls\n{rules}"
+    fenced = f"```json\n{PRETTY}\n```"
+    for text in (PRETTY, fenced, call("hermes", "get_weather", PARIS)):
+        assert accepts(grammar, text), text
+        assert calls_read("hermes", text) == [("get_weather", json.loads(PARIS))]
+    assert not accepts(grammar, PRETTY.replace('"unit": "c"', '"unit": "k"'))
+    assert not accepts(grammar, "Sure! " + PRETTY)
+    two = PRETTY + "\n" + bare_object(call("hermes", "get_time", "{}"))
+    assert accepts(grammar, two) == parallel
+    if parallel:
+        assert calls_read("hermes", two) == [("get_weather", json.loads(PARIS)), ("get_time", {})]
+    plain = hermes.call_rules([WEATHER], strict_only=False, parallel=parallel)
+    assert not accepts(f"start: calls\n{plain}", PRETTY)  # only when asked
+
+
 @pytest.mark.parametrize("fmt", sorted(GAP))
 def test_strict_call_grammars_bind_a_call_after_its_marker_and_bare(fmt: str) -> None:
     factory = tool_parser(fmt)
