@@ -65,7 +65,7 @@ TOPICS = (
     "Explain how DNS resolution works.", "Explain how a compiler parses code.",
     "Explain how HTTPS certificates work.", "Explain how a CPU cache works.",
 )  # fmt: skip
-SPECULATIVE = {"method": "ngram", "num_tokens": 4}
+SPECULATIVE = {"method": "ngram"}  # up to 16 drafts a step, fewer while rejected
 
 FUNCTION = '''def summarize_orders(orders, tax_rate, currency="EUR"):
     """Group orders by customer and return totals, tax included, sorted by amount."""

@@ -63,6 +63,7 @@ SPLITS = (
 )
 DATA = Path("/work/shared/data/jsonschemabench")
 MARKERS = ("<!-- bench_structured:start -->", "<!-- bench_structured:end -->")
+OUTPUTS = REPO_ROOT / ".bench" / "structured-outputs.jsonl"  # every answer of the last run
 
 SPEED_SCHEMA = {
     "type": "object",
@@ -130,6 +131,8 @@ class Outcome:
     compliant: bool = False
     truncated: bool = False
     gaps: list[float] = field(default_factory=list)
+    text: str = ""  # the answer, kept in OUTPUTS to read what went wrong
+    finish: Any = None
 
 
 async def streamed(client: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[int, str, Any]:
@@ -187,11 +190,12 @@ async def one_schema(
         "_gaps": outcome.gaps,
     }
     status, text, finish = await streamed(client, payload)
+    outcome.text, outcome.finish = text, finish
     if status == 422:  # served, then failed the check after generation: not compliant
         return outcome
     if status != 200:
         code = finish.get("error", {}).get("code") or str(status)
-        return Outcome(f"refused:{code}")
+        return Outcome(f"refused:{code}", finish=finish)
     outcome.truncated = finish == "length"
     outcome.compliant = not outcome.truncated and compliant(text, schema)
     return outcome
@@ -228,12 +232,17 @@ async def coverage(
 ) -> dict[tuple[str, str], Coverage]:
     results: dict[tuple[str, str], Coverage] = {}
     limit = asyncio.Semaphore(concurrency)
+    records: list[str] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=900, trust_env=False) as client:
 
         async def run(backend: str, split: str, path: Path) -> None:
             async with limit:
                 outcome = await one_schema(client, model, backend, path, max_tokens, strict)
             cell = results.setdefault((backend, split), Coverage())
+            record = {"backend": backend, "split": split, "schema": path.name}
+            record |= {"status": outcome.status, "compliant": outcome.compliant}
+            record |= {"finish": outcome.finish, "text": outcome.text}
+            records.append(json.dumps(record) + "\n")
             cell.sent += 1
             if outcome.status == "accepted":
                 cell.accepted += 1
@@ -265,6 +274,8 @@ async def coverage(
                     f"({time.monotonic() - started:.0f} s)",
                     file=sys.stderr,
                 )
+    OUTPUTS.parent.mkdir(exist_ok=True)
+    OUTPUTS.write_text("".join(records))
     return results
 
 

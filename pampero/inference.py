@@ -112,7 +112,7 @@ class SpeculativeParams:
     to ``num_tokens`` tokens per step; ``"none"`` turns off a server default."""
 
     method: str = "ngram"
-    num_tokens: int = 4
+    num_tokens: int = 16
 
     @property
     def enabled(self) -> bool:

@@ -304,7 +304,7 @@ class Settings(BaseSettings):
         "(ngram: prompt lookup).",
     )
     speculative_tokens: int = Field(
-        default=4, ge=1, le=16, description="Draft tokens verified per step."
+        default=16, ge=1, le=16, description="Most draft tokens verified per step."
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
     max_header_bytes: int = Field(

@@ -54,6 +54,8 @@ Emission = list[tuple[Sink, EngineEvent | BaseException | None]]
 
 # A prompt_logprobs request keeps every prompt row's logits (n_vocab floats each): cap its chunk.
 _PROMPT_LOGPROB_CHUNK = 64
+_FIRST_DRAFT = 4  # a sequence's first speculative step drafts at most this many tokens
+_MAX_PAUSE = 16  # steps without drafts after a run of fully rejected drafts
 
 
 class BatchRunner(Protocol):
@@ -547,7 +549,12 @@ class Scheduler:
             spec = self._speculation(s)
             if spec is None or budget <= 0:
                 continue
-            room = min(spec.num_tokens, budget, self._draft_room(s))
+            if s.draft_wait > 0:
+                s.draft_wait -= 1
+                continue
+            if not s.draft_len:
+                s.draft_len = min(spec.num_tokens, _FIRST_DRAFT)
+            room = min(s.draft_len, spec.num_tokens, budget, self._draft_room(s))
             if room > 0:
                 s.drafts = ngram_draft(s.tokens, room)
                 budget -= len(s.drafts)
@@ -576,6 +583,12 @@ class Scheduler:
             if row.draft or not s.drafts:
                 continue
             self.runner.seq_remove(s.slot, s.n_past - s.pos_shift, -1)
+            accepted = s.n_past - row.position - 1  # the rows after the last token that held
+            s.draft_len = 2 * len(s.drafts) if accepted == len(s.drafts) else accepted + 1
+            if accepted:
+                s.draft_pause = 1
+            else:
+                s.draft_wait, s.draft_pause = s.draft_pause, min(2 * s.draft_pause, _MAX_PAUSE)
             s.request.drafted += len(s.drafts)
             s.drafts = []
             s.spec_open = False

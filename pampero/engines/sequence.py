@@ -43,6 +43,14 @@ class Sequence:
     # every row of the step so far matched its draft (the next row is still valid).
     drafts: list[int] = field(default_factory=list)
     spec_open: bool = False
+    # How many tokens to draft next (at most the request's ``num_tokens``): it doubles after
+    # a step that accepted every draft and falls to one past what was accepted otherwise. A
+    # step that accepted none also pauses drafting (``draft_wait`` steps, doubling with each
+    # such step in a row), so text that copies its input drafts long windows and free text
+    # wastes few rows: on two CPU cores a verify row costs most of a decode.
+    draft_len: int = 0
+    draft_wait: int = 0
+    draft_pause: int = 1
 
     @property
     def index(self) -> int:

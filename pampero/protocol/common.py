@@ -224,17 +224,18 @@ class StreamOptions(ProtocolModel):
     include_obfuscation: bool | None = None
 
 
-# Draft tokens verified per step: past a few, a rejected draft wastes more rows than the
-# accepted ones save.
+# Draft tokens verified per step, at most (llama.cpp's ``--draft-max`` default): each
+# sequence drafts fewer while its drafts are being rejected (``engines/scheduler.py``).
 MAX_SPECULATIVE_TOKENS = 16
 
 
 class Speculative(ProtocolModel):
-    """pampero's per-request speculative decoding: ``{"method": "ngram", "num_tokens": 4}``
-    drafts by prompt lookup; ``{"method": "none"}`` turns off the server's default."""
+    """pampero's per-request speculative decoding: ``{"method": "ngram", "num_tokens": 16}``
+    drafts by prompt lookup, up to ``num_tokens`` per step (fewer while drafts are rejected);
+    ``{"method": "none"}`` turns off the server's default."""
 
     method: Literal["ngram", "none"]
-    num_tokens: Annotated[int, Field(ge=1, le=MAX_SPECULATIVE_TOKENS)] = 4
+    num_tokens: Annotated[int, Field(ge=1, le=MAX_SPECULATIVE_TOKENS)] = MAX_SPECULATIVE_TOKENS
 
 
 class GenerationFields(ProtocolModel):

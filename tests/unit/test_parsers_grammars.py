@@ -73,7 +73,9 @@ def test_forced_grammars_write_what_the_parser_reads(fmt: str) -> None:
     assert not accepts(f"start: calls\n{several}", "Sure!")
 
 
-PRETTY = '{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris",\n    "unit": "c"\n  }\n}'
+PRETTY = (
+    '{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris",\n    "unit": "c"\n  }\n}'
+)
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -194,3 +194,37 @@ def test_drafts_never_exceed_the_batch(k: int) -> None:
             sink.token_ids()
             == runner.expected(h.tokenizer.encode(prompt), 30)[: len(sink.token_ids())]
         )
+
+
+def _windows(runner: FakeRunner, seq_id: int) -> list[tuple[int, int]]:
+    """(first position, rows) of each decode step's window for ``seq_id``."""
+    steps = []
+    for rows in runner.rows_of(seq_id):
+        sampled = [r for r in rows if r.wants_logits]
+        if sampled and len(sampled) == len(rows):
+            steps.append((sampled[0].position, len(sampled)))
+    return steps
+
+
+def test_draft_windows_grow_while_accepted_and_pause_after_a_rejection() -> None:
+    copying = echo_runner()
+    h = SchedulerHarness(copying)
+    sink = h.submit("Rewrite: " + CODE.decode(), max_tokens=40, speculative=SpeculativeParams())
+    h.run()
+    grown = _windows(copying, h.slot_of(sink))
+    drafted = [rows for _, rows in grown if rows > 1]
+    assert drafted[0] <= 5 < max(drafted)  # 4 drafts first, more once they are accepted
+
+    # "ab" is followed by another letter every time: each draft after it is wrong at once.
+    answer = "".join(f"ab{c}" for c in "cdefghijklmnopqrstuvwxyz").encode()
+    rambling = FakeRunner(next_token=Scripted({b"Spell: ": answer}))
+    h = SchedulerHarness(rambling)
+    sink = h.submit("Spell: ", max_tokens=70, speculative=SpeculativeParams())
+    h.run()
+    assert sink.text() == answer[:70].decode()
+    windows = _windows(rambling, h.slot_of(sink))
+    for (position, rows), (after, next_rows) in zip(windows, windows[1:], strict=False):
+        if rows > 1 and after - position - 1 == 0:
+            assert next_rows == 1  # drafting pauses after a window with nothing accepted
+    assert sink.events[-1].accepted_draft_tokens == 0
+    assert sink.events[-1].draft_tokens < 20  # 272 when every step drafted its 16
