@@ -16,7 +16,9 @@ Three tables in one run:
    checking. An output cut by ``max_tokens`` counts as a failure.
 4. **Time per token under each schema**: every coverage request is streamed, and the gaps
    between its content deltas are pooled per split (p50/p99, and the worst schema's p99);
-   beside them, the same prompts unconstrained at the same concurrency. An answer checked after
+   beside them, the same prompts unconstrained at the same concurrency, each held to the
+   length of its constrained answer (so both see the same share of steps that carry another
+   request's prompt chunk). An answer checked after
    generation arrives at once, so its time per token is its whole time over its tokens.
 
     .venv/bin/python benchmarks/bench_structured.py --per-split 30 --write docs/benchmarks.md
@@ -133,11 +135,12 @@ class Outcome:
     gaps: list[float] = field(default_factory=list)
     text: str = ""  # the answer, kept in OUTPUTS to read what went wrong
     finish: Any = None
+    tokens: int = 0
 
 
-async def streamed(client: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[int, str, Any]:
-    """(status, content, finish_reason or error body) of one streamed chat, and the gaps
-    between its content deltas in ``payload["_gaps"]``."""
+async def streamed(client: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[int, str, Any, int]:
+    """(status, content, finish_reason or error body, completion tokens) of one streamed chat,
+    and the gaps between its content deltas in ``payload["_gaps"]``."""
     body = {k: v for k, v in payload.items() if k != "_gaps"}
     body |= {"stream": True, "stream_options": {"include_usage": True}}
     gaps: list[float] = payload["_gaps"]
@@ -145,7 +148,7 @@ async def streamed(client: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[
     text, finish, last, tokens = [], None, 0.0, 0
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
-            return response.status_code, "", json.loads(await response.aread())
+            return response.status_code, "", json.loads(await response.aread()), 0
         checked = "x-pampero-schema-checked-after" in response.headers
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -164,7 +167,7 @@ async def streamed(client: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[
                 finish = choice.get("finish_reason") or finish
     if checked and tokens:
         gaps.extend([(time.perf_counter() - started) / tokens] * tokens)
-    return 200, "".join(text), finish
+    return 200, "".join(text), finish, tokens
 
 
 async def one_schema(
@@ -189,8 +192,8 @@ async def one_schema(
         "response_format": {"type": "json_schema", "json_schema": spec},
         "_gaps": outcome.gaps,
     }
-    status, text, finish = await streamed(client, payload)
-    outcome.text, outcome.finish = text, finish
+    status, text, finish, tokens = await streamed(client, payload)
+    outcome.text, outcome.finish, outcome.tokens = text, finish, tokens
     if status == 422:  # served, then failed the check after generation: not compliant
         return outcome
     if status != 200:
@@ -235,11 +238,11 @@ async def coverage(
     records: list[str] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=900, trust_env=False) as client:
 
-        async def run(backend: str, split: str, path: Path) -> None:
+        async def run(backend: str, split: str, path: Path) -> int:
             async with limit:
                 outcome = await one_schema(client, model, backend, path, max_tokens, strict)
             cell = results.setdefault((backend, split), Coverage())
-            record = {"backend": backend, "split": split, "schema": path.name}
+            record: dict[str, Any] = {"backend": backend, "split": split, "schema": path.name}
             record |= {"status": outcome.status, "compliant": outcome.compliant}
             record |= {"finish": outcome.finish, "text": outcome.text}
             records.append(json.dumps(record) + "\n")
@@ -253,27 +256,39 @@ async def coverage(
             else:
                 cell.refusals[outcome.status] = cell.refusals.get(outcome.status, 0) + 1
                 print(f"{backend} {split} {path.name}: {outcome.status}", file=sys.stderr)
+            return outcome.tokens
 
-        async def free(split: str, path: Path) -> list[float]:
+        async def free(path: Path, tokens: int) -> list[float]:
             async with limit:
-                return await unconstrained_gaps(client, model, path, 64)
+                return await unconstrained_gaps(client, model, path, tokens)
 
         for split in splits:
             files = sample(split, per_split, seed)
-            free_gaps = [g for gaps in await asyncio.gather(*(free(split, f) for f in files))
-                         for g in gaps] if baseline else []  # fmt: skip
+            lengths: list[int] = []
             for backend in backends:
                 started = time.monotonic()
-                await asyncio.gather(*(run(backend, split, f) for f in files))
+                tokens = await asyncio.gather(*(run(backend, split, f) for f in files))
+                lengths = lengths or list(tokens)
                 cell = results[(backend, split)]
-                cell.free_gaps = free_gaps
                 print(
                     f"{backend:<20} {split:<15} accepted {cell.accepted}/{cell.sent} "
                     f"compliant {cell.compliant} p99 {quantile(cell.gaps, 0.99) * 1000:.0f} ms "
-                    f"vs {quantile(free_gaps, 0.99) * 1000:.0f} ms unconstrained "
                     f"({time.monotonic() - started:.0f} s)",
                     file=sys.stderr,
                 )
+            # The same prompts, unconstrained, each held to the length of the first backend's
+            # answer: the same mix of decode steps and other requests' prefill chunks.
+            free_gaps = []
+            if baseline:
+                held = [max(n, 2) if n else 64 for n in lengths]
+                runs = (free(f, n) for f, n in zip(files, held, strict=True))
+                free_gaps = [g for gaps in await asyncio.gather(*runs) for g in gaps]
+            for backend in backends:
+                results[(backend, split)].free_gaps = free_gaps
+            print(
+                f"{'unconstrained':<20} {split:<15} p99 {quantile(free_gaps, 0.99) * 1000:.0f} ms",
+                file=sys.stderr,
+            )
     OUTPUTS.parent.mkdir(exist_ok=True)
     OUTPUTS.write_text("".join(records))
     return results
