@@ -303,8 +303,8 @@ def _enforce(
                 "a forced tool call cannot be combined with another structured-output constraint",
                 param=request.constraint_fields()[0],
             )
-        bare = {"bare": True} if factory.bare_call_gap is not None else {}
-        rules = factory.call_rules(forced, strict_only=False, parallel=parallel, **bare)
+        forms = {"bare": True} if factory.bare_call_gap is not None else {}
+        rules = factory.call_rules(forced, strict_only=False, parallel=parallel, **forms)
         if rules is None:
             raise UnsupportedParameter(
                 f"a forced tool call is not available for the {plan.tool_parser} tool-call format",

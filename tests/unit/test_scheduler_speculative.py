@@ -8,6 +8,7 @@ shows up as a violation; outputs must equal plain decoding's token for token.
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -223,7 +224,7 @@ def test_draft_windows_grow_while_accepted_and_pause_after_a_rejection() -> None
     h.run()
     assert sink.text() == answer[:70].decode()
     windows = _windows(rambling, h.slot_of(sink))
-    for (position, rows), (after, next_rows) in zip(windows, windows[1:], strict=False):
+    for (position, rows), (after, next_rows) in itertools.pairwise(windows):
         if rows > 1 and after - position - 1 == 0:
             assert next_rows == 1  # drafting pauses after a window with nothing accepted
     assert sink.events[-1].accepted_draft_tokens == 0
