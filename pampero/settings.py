@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pampero.pricing import Price
+from pampero.protocol.common import MAX_SPECULATIVE_TOKENS
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 DEFAULT_MODEL_PATH = "default"
@@ -304,7 +305,10 @@ class Settings(BaseSettings):
         "(ngram: prompt lookup).",
     )
     speculative_tokens: int = Field(
-        default=16, ge=1, le=16, description="Most draft tokens verified per step."
+        default=MAX_SPECULATIVE_TOKENS,
+        ge=1,
+        le=MAX_SPECULATIVE_TOKENS,
+        description="Most draft tokens verified per step.",
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request size cap.")
     max_header_bytes: int = Field(

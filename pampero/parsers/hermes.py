@@ -47,6 +47,7 @@ END = "</tool_call>"
 _CLOSE = 4  # after the JSON, before </tool_call>
 _BEGIN = 5  # start of output: a bare call object may begin here
 _FENCES = ("```json\n", "```\n")
+_FENCE_END = "\n```"
 _OPENING = lark_literal(START + "\n")  # how grammars write the markup
 _CLOSING = lark_literal("\n" + END)
 
@@ -77,9 +78,9 @@ class HermesToolParser(ToolParserBase):
         # pretty-printed call object, often in a ```json fence, and forcing the tag on it
         # changes what it writes (BFCL: it copied the schema into the arguments).
         objects = 'call_object ("\\n" call_object)*' if parallel else "call_object"
-        fence = lark_literal(_FENCES[0])
+        opened, closed = lark_literal(_FENCES[0]), lark_literal(_FENCE_END)
         return (
-            f"calls: {tagged} | call_bare | {fence} call_bare {lark_literal(chr(10) + '```')}\n"
+            f"calls: {tagged} | call_bare | {opened} call_bare {closed}\n"
             f"call_bare: {objects}\n{rules}"
         )
 
