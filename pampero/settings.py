@@ -350,6 +350,12 @@ class Settings(BaseSettings):
         description="Megabytes of compiled structured-output constraints kept in the home dir "
         "across restarts (0: none).",
     )
+    constraint_max_recursion: int = Field(
+        default=4,  # pampero.constraints.schema_depth.DEFAULT_DEPTH
+        ge=0,
+        description="Levels a recursive JSON Schema definition may nest in structured outputs "
+        "(0: unbounded); the deepest level leaves out what is optional.",
+    )
     constraint_warm_up: list[str] = Field(
         default_factory=lambda: ["auto"],
         description="Structured-output backends imported and prepared at start-up: 'auto' (the "

@@ -55,6 +55,7 @@ from pampero.constraints.disk_cache import DiskCache, code_version, vocabulary_h
 from pampero.constraints.postcheck import PostCheck
 from pampero.constraints.probe import probe
 from pampero.constraints.registry import BackendRegistry
+from pampero.constraints.schema_depth import DEFAULT_DEPTH, bounded_spec
 from pampero.constraints.schema_relax import LEVELS, relax
 from pampero.constraints.schema_rewrite import rewrite_spec
 from pampero.constraints.validation import DEFAULT_LIMITS, Limits, validate
@@ -141,6 +142,7 @@ class ConstraintCompiler:
         mask_budget: MaskBudget | None = MaskBudget(),  # noqa: B008 - frozen, shared
         backstop: float = BACKSTOP,
         disk_cache: DiskCache | None = None,
+        max_recursion: int = DEFAULT_DEPTH,
     ) -> None:
         if deadline <= 0 or workers < 1 or backstop < 1:
             raise ValueError("a compiler needs a positive deadline and at least one worker")
@@ -151,6 +153,7 @@ class ConstraintCompiler:
         self.registry = registry if registry is not None else BackendRegistry()
         self.limits = limits
         self.disk_cache = disk_cache
+        self.max_recursion = max_recursion  # levels a recursive schema definition may nest
         self._vocabulary_hash: str | None = None
         self.cache: BoundedLRU[tuple[Any, ...], _Outcome] = BoundedLRU(
             max_entries=cache_entries, max_bytes=cache_bytes
@@ -173,7 +176,7 @@ class ConstraintCompiler:
             raise EngineError("the constraint compiler is closed")
         if spec.kind == "json_schema" and not spec.strict:
             return await self.compile_around_schema(spec, lambda text: replace(spec, value=text))
-        return await self._first_compiled(rewrite_spec(spec), self._budget())
+        return await self._first_compiled(self._rewritten(spec), self._budget())
 
     async def compile_around_schema(
         self, schema: ConstraintSpec, build: Callable[[str], ConstraintSpec]
@@ -185,7 +188,7 @@ class ConstraintCompiler:
         schema that is itself invalid stays that 400."""
         if self._closed:
             raise EngineError("the constraint compiler is closed")
-        schema = rewrite_spec(schema)
+        schema = self._rewritten(schema)
         budget = self._budget()
         try:
             return await self._first_compiled(rewrite_spec(build(schema.value)), budget)
@@ -198,6 +201,10 @@ class ConstraintCompiler:
         if relaxed is None:
             raise refused
         return relaxed
+
+    def _rewritten(self, spec: ConstraintSpec) -> ConstraintSpec:
+        """``spec`` with the exact rewrites, then its recursion bounded (``schema_depth``)."""
+        return bounded_spec(rewrite_spec(spec), self.max_recursion)
 
     def _budget(self) -> _Budget:
         return _Budget(self.deadline, self.deadline * self.backstop)

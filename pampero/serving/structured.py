@@ -19,6 +19,7 @@ import orjson
 from pampero.constraints.base import CompiledConstraint, ConstraintSpec
 from pampero.constraints.compiler import ConstraintCompiler
 from pampero.constraints.disk_cache import DiskCache
+from pampero.constraints.schema_depth import DEFAULT_DEPTH
 from pampero.constraints.validation import DEFAULT_LIMITS
 from pampero.constraints.vocab import CallOpeners, vocabulary_from_tokenizer
 from pampero.errors import InvalidRequestError, UnsupportedParameter
@@ -157,9 +158,15 @@ def _check_sampling(sampling: SamplingParams) -> None:
 class Constraints:
     """One constraint compiler per served model, created on first use."""
 
-    def __init__(self, deadline: float, disk_cache: DiskCache | None = None) -> None:
+    def __init__(
+        self,
+        deadline: float,
+        disk_cache: DiskCache | None = None,
+        max_recursion: int = DEFAULT_DEPTH,
+    ) -> None:
         self.deadline = deadline
         self.disk_cache = disk_cache
+        self.max_recursion = max_recursion
         self._compilers: dict[str, ConstraintCompiler] = {}
         self._openers: dict[tuple[str, str], CallOpeners] = {}
 
@@ -168,7 +175,7 @@ class Constraints:
         """The compile deadline, and the disk cache under the home dir, from ``settings``."""
         size = settings.constraint_disk_cache_mb << 20
         disk = DiskCache(settings.home / DISK_CACHE_DIR, size) if size else None
-        return cls(settings.constraint_deadline, disk)
+        return cls(settings.constraint_deadline, disk, settings.constraint_max_recursion)
 
     def call_openers(self, served: ServedModel, gap: str) -> CallOpeners:
         """The tokens of ``served`` that open a bare tool call, or separate calls (cached)."""
@@ -182,7 +189,10 @@ class Constraints:
         if compiler is None:
             vocabulary = vocabulary_from_tokenizer(served.engine.tokenizer, model_key=served.id)
             compiler = ConstraintCompiler(
-                vocabulary, deadline=self.deadline, disk_cache=self.disk_cache
+                vocabulary,
+                deadline=self.deadline,
+                disk_cache=self.disk_cache,
+                max_recursion=self.max_recursion,
             )
             self._compilers[served.id] = compiler
         return compiler
