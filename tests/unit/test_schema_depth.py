@@ -4,14 +4,15 @@ cannot be shown stay as they are."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import jsonschema
 import pytest
 
-from pampero.constraints.base import ConstraintSpec
-from pampero.constraints.compiler import compile_in_process
+from pampero.constraints.base import ConstraintSpec, ConstraintVocabulary
+from pampero.constraints.compiler import ConstraintCompiler, compile_in_process
 from pampero.constraints.registry import BackendRegistry
 from pampero.constraints.schema_depth import bounded_recursion, bounded_spec
 from tests.unit.test_constraints_contract import (  # noqa: F401 - fixtures
@@ -163,3 +164,18 @@ def test_a_matcher_closes_the_tree_at_the_bound(
     assert all(not kid.get("kids") for kid in document.get("kids", []))
     shallow = json.dumps(tree(2), separators=(",", ":"), sort_keys=True)
     assert walker.walk(compiled, shallow) == shallow
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_the_compiler_bounds_recursion_as_configured(
+    strict: bool,
+    vocabulary: ConstraintVocabulary,  # noqa: F811 - fixture
+) -> None:
+    async def compiled(depth: int) -> Any:
+        async with ConstraintCompiler(vocabulary, max_recursion=depth) as compiler:
+            spec = ConstraintSpec("json_schema", json.dumps(TREE), "guided_json", strict=strict)
+            return json.loads((await compiler.compile(spec)).spec.value)
+
+    bounded = asyncio.run(compiled(2))
+    assert valid(bounded, tree(2)) and not valid(bounded, tree(3))
+    assert valid(asyncio.run(compiled(0)), tree(5))
