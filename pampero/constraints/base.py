@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from pampero.constraints.distinct_keys import DistinctKeys, KeyIndex
 from pampero.sampling.constraint import MaskBudget
 
 ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "grammar"]
@@ -138,10 +139,13 @@ class CompiledConstraint:
     # Set when a non-strict schema was relaxed to compile: the output is checked against the
     # full schema when generation ends (pampero.constraints.postcheck.PostCheck).
     check_after: Any = None
+    # Set for JSON output: its objects never name a key twice (``distinct_keys``).
+    key_index: KeyIndex | None = None
 
     @property
     def param(self) -> str:
         return self.spec.param
 
     def new_matcher(self) -> Matcher:
-        return self.owner.matcher(self.compiled)
+        matcher = self.owner.matcher(self.compiled)
+        return matcher if self.key_index is None else DistinctKeys(matcher, self.key_index)

@@ -52,6 +52,7 @@ from pampero.constraints.base import (
 )
 from pampero.constraints.cache import BoundedLRU
 from pampero.constraints.disk_cache import DiskCache, code_version, vocabulary_hash
+from pampero.constraints.distinct_keys import KeyIndex
 from pampero.constraints.postcheck import PostCheck
 from pampero.constraints.probe import probe
 from pampero.constraints.registry import BackendRegistry
@@ -78,6 +79,7 @@ _PREPARE_TIMEOUT = 180.0  # importing a library and adapting a vocabulary, outsi
 BACKSTOP = 6.0  # the wall-clock bound on one compile call, in deadlines
 PROBE_CPU = 1.0  # CPU seconds the mask probe may take: a mask that long is over any budget
 _ERROR_BYTES = 256
+_JSON_KINDS = ("json_schema", "json_object")  # outputs whose keys are kept distinct
 # Validity alone, whatever the size: what a schema is checked against before it is relaxed.
 _UNBOUNDED = Limits(max_repetition=1 << 62, max_nesting=1 << 30, max_ref_depth=1 << 30)
 
@@ -155,6 +157,7 @@ class ConstraintCompiler:
         self.disk_cache = disk_cache
         self.max_recursion = max_recursion  # levels a recursive schema definition may nest
         self._vocabulary_hash: str | None = None
+        self._keys: KeyIndex | None = None
         self.cache: BoundedLRU[tuple[Any, ...], _Outcome] = BoundedLRU(
             max_entries=cache_entries, max_bytes=cache_bytes
         )
@@ -383,10 +386,18 @@ class ConstraintCompiler:
         except InvalidRequestError as exc:
             return _refusal(exc, spec), _ERROR_BYTES + len(exc.message)
         size = backend.footprint(compiled)
+        keys = await self._key_index() if spec.kind in _JSON_KINDS else None
         compiled_constraint = CompiledConstraint(
-            name, spec, size, compiled, backend, mask_budget=self.mask_budget
+            name, spec, size, compiled, backend, mask_budget=self.mask_budget, key_index=keys
         )
         return _Outcome(compiled_constraint), size
+
+    async def _key_index(self) -> KeyIndex:
+        """The vocabulary's ``KeyIndex`` (built once, on a thread: a pass over every token)."""
+        if self._keys is None:
+            loop = asyncio.get_running_loop()
+            self._keys = await loop.run_in_executor(self._executor, KeyIndex.of, self.vocabulary)
+        return self._keys
 
     # -- across restarts --------------------------------------------------------------------------
 

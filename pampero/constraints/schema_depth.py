@@ -178,32 +178,13 @@ class _Unroller:
         copies: dict[tuple[str, int], Any] = {}  # (node, level) -> body or FALSE
         targets: dict[tuple[str, int], str] = {}
         for component in components:  # successors first (Tarjan's order)
-            if not recursive & set(component):
-                continue
-            members = set(component)
-            deepest = self.depth * len(component)  # levels are references followed
-            for level in range(deepest, 0, -1):
-                for name in component:
-                    targets[(name, level)] = self._copy_ref(name, level)[0]
-
-                def resolve(
-                    ref: str, level: int = level, members: set[str] = members, deepest: int = deepest
-                ) -> Any:
-                    if ref in members:
-                        if level == deepest or copies[(ref, level + 1)] is FALSE:
-                            return FALSE
-                        return targets[(ref, level + 1)]
-                    return targets[(ref, 1)] if ref in recursive else None
-
-                for name in component:
-                    copies[(name, level)] = _Cut(resolve).node(self.nodes[name], top=name == ROOT)
-            if any(copies[(name, 1)] is FALSE for name in component):
-                raise _Unsure  # the recursion cannot stop: leave it to the model
+            if recursive & set(component):
+                self._levels(component, recursive, copies, targets)
 
         def outside(ref: str) -> Any:
             return targets[(ref, 1)] if ref in recursive else None
 
-        root = copies[(ROOT, 1)] if ROOT in recursive else _Cut(outside).node(self.root, top=True)
+        root = copies[(ROOT, 1)] if ROOT in recursive else _Cut(outside).node(self.root)
         out = dict(root)
         for container in CONTAINERS:
             if isinstance(self.root.get(container), dict):
@@ -211,16 +192,41 @@ class _Unroller:
         for ref, body in self.nodes.items():
             if ref != ROOT and ref not in recursive:
                 container, key = self.names[ref]
-                out[container][key] = _Cut(outside).node(body, top=False)
+                out[container][key] = _Cut(outside).node(body)
         for (name, level), body in copies.items():
-            if name == ROOT and level == 1:
+            if body is FALSE or (name == ROOT and level == 1):
                 continue
             if name == ROOT:
-                body = {k: v for k, v in body.items() if k not in CONTAINERS + ("$schema", "$id")}
+                body = {k: v for k, v in body.items() if k not in (*CONTAINERS, "$schema", "$id")}
             _, container, key = self._copy_ref(name, level)
-            if body is not FALSE:
-                out.setdefault(container, {})[key] = body
+            out.setdefault(container, {})[key] = body
         return out
+
+    def _levels(
+        self,
+        component: list[str],
+        recursive: set[str],
+        copies: dict[tuple[str, int], Any],
+        targets: dict[tuple[str, int], str],
+    ) -> None:
+        """The copies of one cycle's definitions, deepest level first (the cut)."""
+        members = set(component)
+        deepest = self.depth * len(component)  # levels are references followed
+        for level in range(deepest, 0, -1):
+            for name in component:
+                targets[(name, level)] = self._copy_ref(name, level)[0]
+
+            def resolve(ref: str, level: int = level) -> Any:
+                if ref in members:
+                    if level == deepest or copies[(ref, level + 1)] is FALSE:
+                        return FALSE
+                    return targets[(ref, level + 1)]
+                return targets[(ref, 1)] if ref in recursive else None
+
+            for name in component:
+                copies[(name, level)] = _Cut(resolve).node(self.nodes[name])
+        if any(copies[(name, 1)] is FALSE for name in component):
+            raise _Unsure  # the recursion cannot stop: leave it to the model
 
 
 class _Cut:
@@ -230,7 +236,7 @@ class _Cut:
     def __init__(self, resolve: Callable[[str], Any]) -> None:
         self.resolve = resolve
 
-    def node(self, node: Any, *, top: bool = False) -> Any:
+    def node(self, node: Any) -> Any:
         if not isinstance(node, dict):
             return node
         out = dict(node)
@@ -241,6 +247,11 @@ class _Cut:
                 return FALSE
             if target is not None:
                 out["$ref"] = target
+        folds = (self._singles, self._names, self._items, self._branches, self._properties,
+                 self._dependencies)  # fmt: skip
+        return out if all(fold(out) for fold in folds) else FALSE
+
+    def _singles(self, out: dict[str, Any]) -> bool:
         for key in ("additionalProperties", "additionalItems"):
             if isinstance(out.get(key), dict):
                 sub = self.node(out[key])
@@ -249,31 +260,37 @@ class _Cut:
             if isinstance(out.get(key), dict):
                 sub = self.node(out[key])
                 if sub is FALSE and key == "contains":
-                    return FALSE
+                    return False
                 if sub is FALSE:
                     raise _Unsure
                 out[key] = sub
+        return True
+
+    def _names(self, out: dict[str, Any]) -> bool:
         if isinstance(out.get("propertyNames"), dict):
             sub = self.node(out["propertyNames"])
-            if sub is FALSE:
-                if out.get("required") or out.get("minProperties", 0) > 0:
-                    return FALSE
-                out.pop("propertyNames")
-                out["maxProperties"] = 0
-            else:
+            if sub is not FALSE:
                 out["propertyNames"] = sub
-        if not self._items(out):
-            return FALSE
+                return True
+            if out.get("required") or out.get("minProperties", 0) > 0:
+                return False
+            out.pop("propertyNames")
+            out["maxProperties"] = 0
+        return True
+
+    def _branches(self, out: dict[str, Any]) -> bool:
         for key in ("anyOf", "allOf"):
             if isinstance(out.get(key), list):
                 kept = [self.node(item) for item in out[key]]
                 if key == "allOf" and any(item is FALSE for item in kept):
-                    return FALSE
-                kept = [item for item in kept if item is not FALSE]
-                if not kept:
-                    return FALSE
-                out[key] = kept
-        required = set(out.get("required") or ()) if isinstance(out.get("required"), list) else set()
+                    return False
+                out[key] = [item for item in kept if item is not FALSE]
+                if not out[key]:
+                    return False
+        return True
+
+    def _properties(self, out: dict[str, Any]) -> bool:
+        required = _required(out)
         open_object = out.get("additionalProperties", True) is not False
         for key in ("properties", "patternProperties"):
             if isinstance(out.get(key), dict):
@@ -281,27 +298,31 @@ class _Cut:
                 for name, sub in out[key].items():
                     sub = self.node(sub)
                     if sub is FALSE and key == "properties" and name in required:
-                        return FALSE
+                        return False
                     if sub is FALSE and key == "patternProperties" and open_object:
                         # Keys the pattern misses would stay open to any value: a model that
                         # cannot write the key it wants writes a near miss (``"links'"``) and
                         # nests on in there. The whole object goes instead.
-                        return FALSE
+                        return False
                     mapped[name] = dict(NOTHING) if sub is FALSE else sub
                 out[key] = mapped
+        return True
+
+    def _dependencies(self, out: dict[str, Any]) -> bool:
+        required = _required(out)
         for key in ("dependencies", "dependentSchemas"):
             if isinstance(out.get(key), dict):
                 mapped = {}
                 for name, sub in out[key].items():
                     sub = self.node(sub) if isinstance(sub, dict) else sub
-                    if sub is FALSE:
-                        if name in required:
-                            return FALSE
+                    if sub is not FALSE:
+                        mapped[name] = sub
+                    elif name in required:
+                        return False
+                    else:  # the property that would bring it in is absent
                         out["properties"] = {**out.get("properties", {}), name: dict(NOTHING)}
-                        continue
-                    mapped[name] = sub
                 out[key] = mapped
-        return out
+        return True
 
     def _items(self, out: dict[str, Any]) -> bool:
         """Fold FALSE items into a shorter array; False if the array cannot be short enough."""
@@ -317,7 +338,7 @@ class _Cut:
                 out["items"] = sub
         for key in ("items", "prefixItems"):
             if isinstance(out.get(key), list):
-                kept = []
+                kept: list[Any] = []
                 for item in out[key]:
                     sub = self.node(item)
                     if sub is FALSE:
@@ -328,6 +349,11 @@ class _Cut:
                     kept.append(sub)
                 out[key] = kept
         return True
+
+
+def _required(node: dict[str, Any]) -> set[str]:
+    names = node.get("required")
+    return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
 
 
 def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
