@@ -1,6 +1,6 @@
 """Structured outputs, measured through a real pampero server on the default model.
 
-Three tables in one run:
+Five tables in one run:
 
 1. **Per-token mask cost** of each backend's matcher alone (p50/p99 of ``fill_allowed`` +
    ``accept`` over the default model's vocabulary, ``bench_constraints.py``), in this process
@@ -20,6 +20,11 @@ Three tables in one run:
    length of its constrained answer (so both see the same share of steps that carry another
    request's prompt chunk). An answer checked after
    generation arrives at once, so its time per token is its whole time over its tokens.
+5. **Time per token one request at a time** (``--alone`` schemas per split, up to 128 tokens
+   each, then the same prompt unconstrained at the same length, nothing else running): the
+   pooled p99 of table 4 is the step that carries another request's prompt chunk (about a
+   second on two cores), whichever request it lands on; alone, each gap is one decode step plus
+   the schema's own mask, which is what the schema costs.
 
     .venv/bin/python benchmarks/bench_structured.py --per-split 30 --write docs/benchmarks.md
 """
@@ -90,6 +95,10 @@ class Coverage:
     gaps: list[float] = field(default_factory=list)  # seconds between content deltas
     worst_p99: float = 0.0  # the slowest schema's p99 gap
     free_gaps: list[float] = field(default_factory=list)  # the same prompts, unconstrained
+    # One request at a time (no other request's prompt chunk in any step): what a token costs
+    # under the schema, and unconstrained at the same length.
+    alone_gaps: list[float] = field(default_factory=list)
+    alone_free_gaps: list[float] = field(default_factory=list)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -232,6 +241,7 @@ async def coverage(
     strict: bool,
     splits: tuple[str, ...] = SPLITS,
     baseline: bool = True,
+    alone: int = 0,
 ) -> dict[tuple[str, str], Coverage]:
     results: dict[tuple[str, str], Coverage] = {}
     limit = asyncio.Semaphore(concurrency)
@@ -289,9 +299,36 @@ async def coverage(
                 f"{'unconstrained':<20} {split:<15} p99 {quantile(free_gaps, 0.99) * 1000:.0f} ms",
                 file=sys.stderr,
             )
+            for backend in backends:
+                cell = results[(backend, split)]
+                for path in files[:alone]:
+                    constrained, free = await alone_gaps(client, model, backend, path, strict)
+                    cell.alone_gaps += constrained
+                    cell.alone_free_gaps += free
+                if alone:
+                    print(
+                        f"{backend:<20} {split:<15} alone p99 "
+                        f"{quantile(cell.alone_gaps, 0.99) * 1000:.0f} ms, unconstrained "
+                        f"{quantile(cell.alone_free_gaps, 0.99) * 1000:.0f} ms",
+                        file=sys.stderr,
+                    )
     OUTPUTS.parent.mkdir(exist_ok=True)
     OUTPUTS.write_text("".join(records))
     return results
+
+
+ALONE_TOKENS = 128  # per request of the one-at-a-time pass
+
+
+async def alone_gaps(
+    client: httpx.AsyncClient, model: str, backend: str, path: Path, strict: bool
+) -> tuple[list[float], list[float]]:
+    """The gaps of one constrained answer with no other request running, and of the same
+    prompt unconstrained, held to the same length (both empty if it was refused or short)."""
+    outcome = await one_schema(client, model, backend, path, ALONE_TOKENS, strict)
+    if outcome.status != "accepted" or outcome.tokens < 3:
+        return [], []
+    return outcome.gaps, await unconstrained_gaps(client, model, path, outcome.tokens)
 
 
 async def _stream_rate(client: httpx.AsyncClient, payload: dict[str, Any]) -> float:
@@ -402,6 +439,30 @@ def render(
                 f"{p99 * 1000:.0f} | {cell.worst_p99 * 1000:.0f} | "
                 f"{quantile(cell.free_gaps, 0.5) * 1000:.0f} | {free99 * 1000:.0f} | {ratio} |"
             )
+    lines += [
+        "",
+        f"**Time per token, one request at a time** (the first schemas of each split, up to "
+        f"{ALONE_TOKENS} tokens, nothing else running, so no step carries another request's "
+        "prompt chunk: the cost of the schema itself; unconstrained: the same prompt held to the "
+        "same length):",
+        "",
+        "| backend | split | gaps | p50 | p99 | unconstrained p50 | unconstrained p99 | "
+        "p99 vs unconstrained |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for backend in backends:
+        for split in shown:
+            cell = cover.get((backend, split))
+            if cell is None or not cell.alone_gaps:
+                continue
+            p99, free99 = quantile(cell.alone_gaps, 0.99), quantile(cell.alone_free_gaps, 0.99)
+            ratio = f"{p99 / free99:.2f}x" if free99 else "—"
+            lines.append(
+                f"| {backend} | {split} | {len(cell.alone_gaps)} | "
+                f"{quantile(cell.alone_gaps, 0.5) * 1000:.1f} | {p99 * 1000:.1f} | "
+                f"{quantile(cell.alone_free_gaps, 0.5) * 1000:.1f} | {free99 * 1000:.1f} | "
+                f"{ratio} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -429,6 +490,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-baseline",
         action="store_true",
         help="skip the unconstrained run of each split's prompts (table 4's baseline columns)",
+    )
+    parser.add_argument(
+        "--alone",
+        type=int,
+        default=8,
+        help="schemas per split whose time per token is also measured one request at a time",
     )
     parser.add_argument("--strict", action="store_true", help="send strict: true")
     parser.add_argument("--skip-speed", action="store_true", help="skip tables 1 and 2")
@@ -471,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.strict,
                 splits,
                 not args.no_baseline,
+                args.alone,
             )
         )
     setup = [
