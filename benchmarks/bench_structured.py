@@ -302,9 +302,9 @@ async def coverage(
             for backend in backends:
                 cell = results[(backend, split)]
                 for path in files[:alone]:
-                    constrained, free = await alone_gaps(client, model, backend, path, strict)
+                    constrained, plain = await alone_gaps(client, model, backend, path, strict)
                     cell.alone_gaps += constrained
-                    cell.alone_free_gaps += free
+                    cell.alone_free_gaps += plain
                 if alone:
                     print(
                         f"{backend:<20} {split:<15} alone p99 "
