@@ -14,11 +14,13 @@ only where it cannot make an object impossible or change what another keyword me
 - the object lists ``properties``, says nothing of ``additionalProperties``,
   ``unevaluatedProperties``, ``patternProperties`` or ``propertyNames``, is not beside a
   ``$ref``, and every name it or its ``allOf``/``anyOf``/``oneOf``/``not``/``if``/dependencies
-  mention (``required``, ``properties``, dependencies) is listed (so no branch wants another
-  property), and ``minProperties`` is within reach;
-- the schema applies to its value alone: not an ``allOf`` clause or a branch beside other
-  keywords, not a property a pattern also matches, not a definition that some ``$ref`` uses in
-  such a place.
+  mention (``required``, ``properties`` but those whose schema is ``false``, dependencies) is
+  listed or one it requires itself (so no branch wants another property; a name it requires
+  without listing is listed as ``{}``), and ``minProperties`` is within reach;
+- the schema applies to its value alone: not an ``allOf`` clause, not under a ``oneOf``
+  (closing a branch can make a document that matched two branches match one), not an
+  ``anyOf`` branch beside other keywords, not a property a pattern also matches, not a
+  definition that some ``$ref`` uses in such a place.
 
 Example::
 
@@ -42,7 +44,10 @@ _OPENING = frozenset(
 )
 _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else")
 _DEF_REF = re.compile(r"^#/(definitions|\$defs)/([^/]+)$")
-_NEVER_ALONE = ("allOf", "not", "if", "then", "else", "contains", "propertyNames",
+# A ``oneOf`` branch is never closed: a narrower branch can widen a ``oneOf`` (a document
+# that matched two branches, and so none, matches one once the other is closed).
+# ``schema_rewrite`` has already made every provably disjoint ``oneOf`` an ``anyOf``.
+_NEVER_ALONE = ("allOf", "oneOf", "not", "if", "then", "else", "contains", "propertyNames",
                 "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
 
 
@@ -97,9 +102,9 @@ class _Closer:
         constraints = set(out) - _ANNOTATIONS - set(_CONTAINERS)
         self._object_parts(out, alone)
         self._array_parts(out, alone and "contains" not in out)
-        branches_alone = alone and len(constraints) == 1  # the branches are all it says
-        for key in ("anyOf", "oneOf"):
-            out[key] = self._each(out.get(key), branches_alone)
+        # the branches are all it says (but for the type they share)
+        branches_alone = alone and len(constraints - {"type"}) == 1
+        out["anyOf"] = self._each(out.get("anyOf"), branches_alone)
         for key in _NEVER_ALONE:
             out[key] = self._each(out.get(key), False)
         for key in ("dependentSchemas", "dependencies"):
@@ -113,6 +118,9 @@ class _Closer:
                 }
         out = {k: v for k, v in out.items() if k in schema}
         if alone and self.used_otherwise is None and _closable(out, constraints):
+            listed = out["properties"]
+            unlisted: dict[str, Any] = {n: {} for n in _own_required(out) if n not in listed}
+            out["properties"] = {**listed, **unlisted}
             out["additionalProperties"] = False
         return out
 
@@ -158,11 +166,16 @@ def _closable(node: dict[str, Any], constraints: set[str]) -> bool:
     properties = node.get("properties")
     if not isinstance(properties, dict) or not properties or constraints & _OPENING:
         return False
+    listed = set(properties) | set(_own_required(node))  # a required name is listed as {}
     least = node.get("minProperties")
-    if isinstance(least, int) and least > len(properties):
+    if isinstance(least, int) and least > len(listed):
         return False
     named = _names(node)
-    return named is not None and named <= set(properties)
+    return named is not None and named <= listed
+
+
+def _own_required(node: dict[str, Any]) -> list[str]:
+    return [n for n in _list(node.get("required")) if isinstance(n, str)]
 
 
 def _names(node: Any) -> set[str] | None:
@@ -172,8 +185,9 @@ def _names(node: Any) -> set[str] | None:
         return set()
     if "$ref" in node or "patternProperties" in node:
         return None
-    found = {n for n in _list(node.get("required")) if isinstance(n, str)}
-    found |= set(_map(node.get("properties")))
+    found = set(_own_required(node))
+    # a name whose schema is false is absent, as closing keeps it
+    found |= {n for n, v in _map(node.get("properties")).items() if v is not False}
     for key in ("dependentRequired", "dependencies", "dependentSchemas"):
         for name, then in _map(node.get(key)).items():
             found.add(name)

@@ -1,6 +1,7 @@
 """Exact rewrites of JSON Schema keywords that backends lack into ones they enforce.
 
-Every rewrite keeps the set of valid documents exactly the same; a keyword that cannot be
+Every rewrite keeps the set of valid documents exactly the same (one, said below, may narrow
+it, never widen it); a keyword that cannot be
 rewritten exactly is left as it is, for each backend to enforce or refuse (never to drop).
 
 - ``oneOf`` whose branches are provably disjoint (no document can match two of them) becomes
@@ -24,7 +25,12 @@ rewritten exactly is left as it is, for each backend to enforce or refuse (never
     draft-04 schema cannot say: these rewrites come after validation);
   - a ``oneOf`` of groups of required properties (``[{required: [length, width]},
     {required: [radius]}]``) becomes an ``anyOf`` of objects that have one group and lack a
-    property of every other group.
+    property of every other group. A branch may say more than ``required`` about its object
+    (``type``, ``properties``, ``additionalProperties``, ...: keywords that never make a
+    property present): it keeps that. This one rewrite may then narrow rather than keep: a
+    document with every property of two groups that fails the rest of one branch matches
+    exactly one branch, and is no longer offered. Every document it offers still matches
+    exactly one branch.
 
 - ``without_formats``: drops the ``format`` values a backend does not know. ``format`` is an
   annotation in Draft 2020-12 unless a validator opts in, the other backends ignore every
@@ -55,6 +61,12 @@ REF_HOPS = 16  # $ref hops followed when deciding disjointness
 MAX_DEPENDENCIES = 16  # per object; more are left for the backend to refuse
 MAX_BRANCHES = 64  # oneOf branches compared pairwise; longer lists are left as they are
 _ANNOTATIONS = ("description", "title", "$comment", "examples", "default", "$schema", "$id")
+# What a required-group ``oneOf`` branch may say beside ``required``: none can make a property
+# present, so lacking one of another group's properties never makes the branch impossible.
+_BESIDE_GROUP = frozenset(
+    {"required", "type", "properties", "additionalProperties", "patternProperties",
+     "propertyNames", "maxProperties", *_ANNOTATIONS}
+)  # fmt: skip
 
 
 def rewrite_spec(spec: ConstraintSpec, *, clauses: bool = False) -> ConstraintSpec:
@@ -134,7 +146,7 @@ class _Rewriter:
             self.changed = True
         elif self.clauses and (groups := _required_groups(branches)) is not None:
             del node["oneOf"]
-            node["anyOf"] = [_only_group(i, groups) for i in range(len(groups))]
+            node["anyOf"] = [_only_group(i, groups, b) for i, b in enumerate(branches)]
             self.changed = True
 
     def _dependencies(self, node: dict[str, Any]) -> None:
@@ -188,11 +200,15 @@ def _matches(pattern: str, name: str) -> bool:
 
 
 def _required_groups(branches: list[Any]) -> list[list[str]] | None:
-    """The property groups of a ``oneOf`` whose branches say only ``required``: at least two,
-    none empty, none inside another (else the rewrite would hold impossible branches)."""
+    """The property groups of a ``oneOf`` whose branches say ``required`` and otherwise only
+    what cannot make a property present (``_BESIDE_GROUP``): at least two, none empty, none
+    inside another (else the rewrite would hold impossible branches)."""
     if len(branches) < 2 or not all(
-        isinstance(b, dict) and set(b) == {"required"} and _required(b) for b in branches
+        isinstance(b, dict) and "required" in b and set(b) <= _BESIDE_GROUP and _required(b)
+        for b in branches
     ):
+        return None
+    if any(b.get("type", "object") != "object" for b in branches):
         return None
     groups = [_required(b) for b in branches]
     for a, b in itertools.permutations(groups, 2):
@@ -201,15 +217,15 @@ def _required_groups(branches: list[Any]) -> list[list[str]] | None:
     return groups
 
 
-def _only_group(i: int, groups: list[list[str]]) -> dict[str, Any]:
-    """An object with group ``i`` that lacks at least one property of every other group (a
-    non-object matches every branch of such a ``oneOf``, so none of it)."""
+def _only_group(i: int, groups: list[list[str]], branch: dict[str, Any]) -> dict[str, Any]:
+    """Branch ``i``, an object with group ``i`` that lacks at least one property of every
+    other group (a non-object matches every ``required``-only branch, so none of them)."""
     others = [
-        {"anyOf": [{"properties": {name: False}} for name in group]}
+        {"anyOf": [{"properties": {name: False}} for name in group if name not in groups[i]]}
         for j, group in enumerate(groups)
         if j != i
     ]
-    return {"type": "object", "required": groups[i], "allOf": others}
+    return {**branch, "type": "object", "required": groups[i], "allOf": others}
 
 
 def _type_names(value: Any) -> set[str]:

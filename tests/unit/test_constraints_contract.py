@@ -108,6 +108,14 @@ GROUPS = {
     "oneOf": [{"required": ["length", "width"]}, {"required": ["radius"]}],
     "additionalProperties": False,
 }
+GROUPS_TYPED = {  # the branches say more than required (Github_trivial o19070's shape)
+    "type": "object",
+    "properties": {"id": {"type": "string"}},
+    "oneOf": [
+        {"type": "object", "required": ["id", "win"], "properties": {"win": {"type": "integer"}}},
+        {"type": "object", "required": ["id", "lose"], "properties": {"lose": {"type": "integer"}}},
+    ],
+}
 # What each backend refuses (a 400) rather than loosen.
 UNSUPPORTED = {
     "xgrammar": [
@@ -116,6 +124,7 @@ UNSUPPORTED = {
         "json_all_of",
         "json_sibling_any_of",
         "json_required_groups",
+        "json_required_groups_typed",
         "json_recursive_all_of",
         "json_pattern_meets_property",
         "json_required_unlisted",
@@ -129,6 +138,7 @@ UNSUPPORTED = {
         "json_all_of",
         "json_sibling_any_of",
         "json_required_groups",
+        "json_required_groups_typed",
         "json_recursive_all_of",
         "json_pattern_meets_property",
         "json_required_unlisted",
@@ -142,6 +152,7 @@ UNSUPPORTED = {
         "json_all_of",
         "json_sibling_any_of",
         "json_required_groups",
+        "json_required_groups_typed",
         "json_recursive_all_of",
         "json_pattern_meets_property",
         "json_required_unlisted",
@@ -287,6 +298,11 @@ CASES: dict[str, tuple[ConstraintSpec, list[str], Callable[[str], None]]] = {
         _schema(GROUPS),
         ['{"length": 1, "radius": 3, "width": 2}', '{"radius": 3}', "{}"],
         _valid_json(GROUPS),
+    ),
+    "json_required_groups_typed": (
+        _schema(GROUPS_TYPED),
+        ['{"id": "g", "win": 1, "lose": 2}', '{"id": "g", "lose": 2}', '{"id": "g"}'],
+        _valid_json(GROUPS_TYPED),
     ),
     "json_recursive_all_of": (
         _schema(NODE_WITH_ALL_OF),

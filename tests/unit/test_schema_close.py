@@ -15,7 +15,7 @@ from pampero.constraints.schema_close import closed
 SAMPLES: list[Any] = [
     {}, {"a": 1}, {"a": 1, "b": 2}, {"a": 1, "z": 0}, {"b": 2}, {"a": {"b": 1}},
     {"a": {"b": 1, "c": 2}}, {"a": 1, "w": 3}, {"v": 1, "w": 3}, {"v": 1}, {"x": 1, "y": 2},
-    [1], [{"a": 1, "q": 1}], "s", None,
+    {"a": 1, "w": 2, "l": 3}, [1], [{"a": 1, "q": 1}], "s", None,
 ]  # fmt: skip
 
 CLOSED = {
@@ -32,6 +32,18 @@ CLOSED = {
         ["#/$defs/n"],
     ),
     "array items": ({"items": {"properties": {"a": {}}}}, ["#/items"]),
+    "required but unlisted, listed as anything": (
+        {"properties": {"a": {}}, "required": ["a", "b"]},
+        ["#"],
+    ),
+    "branches beside a type": (
+        {"type": "object", "anyOf": [{"properties": {"a": {}}}, {"properties": {"b": {}}}]},
+        ["#/anyOf/0", "#/anyOf/1"],
+    ),
+    "a name forbidden in a clause": (
+        {"properties": {"a": {}}, "allOf": [{"properties": {"w": False}}]},
+        ["#"],
+    ),
     "branches that only require listed names": (
         {"properties": {"a": {}, "b": {}}, "oneOf": [{"required": ["a"]}, {"required": ["b"]}]},
         ["#"],
@@ -56,7 +68,7 @@ UNTOUCHED = {
         "$ref": "#/$defs/n",
         "properties": {"w": {}},
     },
-    "required but unlisted": {"properties": {"a": {}}, "required": ["a", "b"]},
+    "a branch requires an unlisted name": {"properties": {"a": {}}, "anyOf": [{"required": ["z"]}]},
     "too few to reach minProperties": {"properties": {"a": {}}, "minProperties": 2},
     "explicit additionalProperties": {"properties": {"a": {}}, "additionalProperties": True},
     "patterns": {"properties": {"a": {}}, "patternProperties": {"^z": {}}},
@@ -65,6 +77,14 @@ UNTOUCHED = {
         "properties": {"a": {"properties": {"b": {}}}},
     },
     "dependencies": {"properties": {"a": {}}, "dependencies": {"a": {"properties": {"b": {}}}}},
+    "oneOf branches": {"oneOf": [
+        {"required": ["a", "w"], "properties": {"a": {}}},
+        {"required": ["a", "l"], "properties": {"a": {}, "l": {}}},
+    ]},
+    "object inside a oneOf branch": {"oneOf": [
+        {"properties": {"a": {"properties": {"b": {}}}}},
+        {"properties": {"a": {"required": ["b", "c"]}}},
+    ]},
     "ref into a property": {"properties": {"a": {"properties": {"b": {}}}, "c": {
         "$ref": "#/properties/a"}}},
 }  # fmt: skip
@@ -91,6 +111,8 @@ def test_objects_applied_alone_are_closed(name: str) -> None:
     for pointer in pointers:
         assert at(result, pointer)["additionalProperties"] is False, pointer
     narrower(schema, result)
+    kept = jsonschema.Draft202012Validator(result)
+    assert any(kept.is_valid(d) for d in SAMPLES if isinstance(d, dict) and d)  # not impossible
     assert "additionalProperties" not in json.dumps(schema)  # the original is left as it was
 
 

@@ -224,12 +224,64 @@ def test_a_one_of_of_required_groups_becomes_exact_any_of_clauses(schema: dict[s
     [
         [{"required": ["a"]}, {"required": ["a", "b"]}],  # one group inside another
         [{"required": ["a"]}, {"required": []}],
-        [{"required": ["a"]}, {"required": ["b"], "type": "object"}],  # not required alone
+        [{"required": ["a"]}, {"required": ["b"], "minProperties": 2}],  # could force b in
+        [{"required": ["a"]}, {"required": ["b"], "allOf": [{"required": ["a"]}]}],
+        [{"required": ["a"]}, {"required": ["b"], "type": "string"}],
     ],
 )
 def test_other_one_ofs_of_required_stay(branches: list[Any]) -> None:
     schema = {"oneOf": branches}
     assert rewrite(schema, clauses=True) == schema
+
+
+NARROWED = {
+    # Github_trivial o19070: an answer with both win and lose matched both branches.
+    "groups with properties": {
+        "type": "object",
+        "oneOf": [
+            {"type": "object", "required": ["a", "b"], "properties": {"a": {"type": "string"}}},
+            {"type": "object", "required": ["a", "c"], "properties": {"c": {"type": "integer"}}},
+        ],
+    },
+    "a branch that says it is an object": {
+        "oneOf": [{"required": ["a"]}, {"required": ["b"], "type": "object"}]
+    },
+    "a closed branch": {
+        "oneOf": [
+            {"required": ["length", "width"], "properties": {"length": {}, "width": {}}},
+            {"required": ["radius"], "additionalProperties": False,
+             "properties": {"radius": {"type": "integer"}, "length": {}}},
+        ]
+    },
+}  # fmt: skip
+NARROWED_SAMPLES: list[Any] = [
+    {"a": "x", "b": 1}, {"a": "x", "c": 1}, {"a": "x", "b": 1, "c": 2}, {"a": 1, "b": 1, "c": 2},
+    {"a": "x", "b": 1, "c": "y"}, {"a": 1, "c": 2}, {"length": 1, "width": 2, "radius": 3},
+    {"length": 1, "radius": 3}, {"radius": 3}, {"radius": "r"}, {"length": 1, "width": 2},
+    {"b": 1}, {"a": 1}, "a", 1, None, [],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", NARROWED.values(), ids=NARROWED.keys())
+def test_required_groups_with_more_to_say_narrow_to_one_branch(schema: dict[str, Any]) -> None:
+    """Each branch keeps what it says and lacks a property of every other group: whatever the
+    rewritten schema accepts matches exactly one original branch (no oneOf left to get wrong),
+    and the documents with one group only are all still accepted."""
+    rewritten = rewrite(schema, clauses=True)
+    assert "oneOf" not in json.dumps(rewritten)
+    before = jsonschema.Draft202012Validator(schema)
+    after = jsonschema.Draft202012Validator(rewritten)
+    kept = 0
+    for document in SAMPLES + NARROWED_SAMPLES:
+        if after.is_valid(document):
+            assert before.is_valid(document), document
+            kept += 1
+        elif before.is_valid(document):
+            groups = [set(b["required"]) for b in schema["oneOf"]]
+            assert isinstance(document, dict) or "type" not in schema["oneOf"][0], document
+            if isinstance(document, dict):
+                assert sum(g <= set(document) for g in groups) > 1, document
+    assert kept > 0
 
 
 def test_a_type_beside_a_ref_that_already_has_it_is_dropped() -> None:
