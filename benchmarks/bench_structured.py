@@ -432,13 +432,10 @@ def render(
             cell = cover.get((backend, split))
             if cell is None or not cell.gaps:
                 continue
-            p99, free99 = quantile(cell.gaps, 0.99), quantile(cell.free_gaps, 0.99)
-            ratio = f"{p99 / free99:.2f}x" if free99 else "—"
-            lines.append(
-                f"| {backend} | {split} | {quantile(cell.gaps, 0.5) * 1000:.0f} | "
-                f"{p99 * 1000:.0f} | {cell.worst_p99 * 1000:.0f} | "
-                f"{quantile(cell.free_gaps, 0.5) * 1000:.0f} | {free99 * 1000:.0f} | {ratio} |"
-            )
+            p50, p99, free50, free99, ratio = _gap_cells(cell.gaps, cell.free_gaps, 0)
+            worst = f"{cell.worst_p99 * 1000:.0f}"
+            row = [backend, split, p50, p99, worst, free50, free99, ratio]
+            lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
         f"**Time per token, one request at a time** (the first schemas of each split, up to "
@@ -455,15 +452,18 @@ def render(
             cell = cover.get((backend, split))
             if cell is None or not cell.alone_gaps:
                 continue
-            p99, free99 = quantile(cell.alone_gaps, 0.99), quantile(cell.alone_free_gaps, 0.99)
-            ratio = f"{p99 / free99:.2f}x" if free99 else "—"
-            lines.append(
-                f"| {backend} | {split} | {len(cell.alone_gaps)} | "
-                f"{quantile(cell.alone_gaps, 0.5) * 1000:.1f} | {p99 * 1000:.1f} | "
-                f"{quantile(cell.alone_free_gaps, 0.5) * 1000:.1f} | {free99 * 1000:.1f} | "
-                f"{ratio} |"
-            )
+            cells = _gap_cells(cell.alone_gaps, cell.alone_free_gaps, 1)
+            row = [backend, split, str(len(cell.alone_gaps)), *cells]
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _gap_cells(gaps: list[float], free: list[float], digits: int) -> list[str]:
+    """p50, p99, unconstrained p50, unconstrained p99 (ms) and the p99 ratio, as table cells."""
+    p99, free99 = quantile(gaps, 0.99), quantile(free, 0.99)
+    ms = [quantile(gaps, 0.5), p99, quantile(free, 0.5), free99]
+    ratio = f"{p99 / free99:.2f}x" if free99 else "—"
+    return [f"{value * 1000:.{digits}f}" for value in ms] + [ratio]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
