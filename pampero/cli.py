@@ -30,7 +30,7 @@ class _ModelOption(argparse.Action):
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, **kwargs)
-        self.model_field = option_strings[0].removeprefix("--")
+        self.model_field = option_strings[0].removeprefix("--").replace("-", "_")
 
     def __call__(
         self,
@@ -74,6 +74,15 @@ _MODEL_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "action": _ModelOption,
             "metavar": "FILE",
             "help": "multimodal projector .gguf for the --model before it (image input)",
+        },
+    ),
+    "--draft-model": (
+        "models",
+        {
+            "action": _ModelOption,
+            "metavar": "FILE",
+            "help": "a smaller .gguf with the same vocabulary as the --model before it, whose "
+            "greedy tokens that model verifies (speculative method 'draft')",
         },
     ),
 }

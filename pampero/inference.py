@@ -77,6 +77,7 @@ class Capabilities:
     supports_prompt_logprobs: bool = True
     supports_beam_search: bool = True
     supports_speculative: bool = True  # the ``speculative`` request field
+    has_draft_model: bool = False  # speculative method "draft"
     max_top_logprobs: int = 20
 
 

@@ -65,6 +65,11 @@ class ModelConfig(BaseModel):
         default=None,
         description="llama.cpp multimodal projector (.gguf) that lets a GGUF model read images.",
     )
+    draft_model: str | None = Field(
+        default=None,
+        description="A smaller .gguf with the same vocabulary whose greedy tokens are "
+        "verified as drafts (speculative method 'draft').",
+    )
     n_ctx: int | None = Field(default=None, ge=16, description="Context length per sequence.")
     chat_template: str | None = Field(
         default=None, description="Path to a Jinja chat template overriding the model's own."
@@ -95,7 +100,7 @@ class ModelConfig(BaseModel):
     prefix_cache_tokens: int | None = Field(
         default=None, ge=0, description="KV tokens kept for finished prompts beyond the slots."
     )
-    speculative_method: Literal["none", "ngram"] | None = Field(
+    speculative_method: Literal["none", "ngram", "draft"] | None = Field(
         default=None, description="Speculative decoding for requests that do not choose."
     )
     speculative_tokens: int | None = Field(
@@ -299,10 +304,10 @@ class Settings(BaseSettings):
         description="KV tokens kept for finished prompts beyond the sequence slots (extra KV "
         "cells; 0: only what the slots hold).",
     )
-    speculative_method: Literal["none", "ngram"] = Field(
+    speculative_method: Literal["none", "ngram", "draft"] = Field(
         default="none",
         description="Speculative decoding for requests without a `speculative` field "
-        "(ngram: prompt lookup).",
+        "(ngram: prompt lookup; draft: the model's --draft-model).",
     )
     speculative_tokens: int = Field(
         default=MAX_SPECULATIVE_TOKENS,
@@ -530,6 +535,21 @@ class Settings(BaseSettings):
                 if declared.id == model_id and declared.routing is not None:
                     return declared.routing
         return self.routing
+
+    @model_validator(mode="after")
+    def _draft_method_has_a_draft_model(self) -> Settings:
+        for model in self.models:
+            if model.draft_model and model.engine != "llamacpp":
+                raise ValueError(
+                    f"model {model.id}: a draft model needs the llamacpp engine, not "
+                    f"{model.engine!r}"
+                )
+            if self.for_model(model, "speculative_method") == "draft" and not model.draft_model:
+                raise ValueError(
+                    f"model {model.id}: speculative method 'draft' needs a draft model "
+                    "(--draft-model FILE after its --model)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _batch_holds_every_sequence(self) -> Settings:

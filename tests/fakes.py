@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pampero.engines.drafter import ModelDrafter
 from pampero.engines.scheduler import Scheduler, SchedulerConfig, Vocabulary
 from pampero.engines.sequence import ActiveRequest
 from pampero.inference import EngineEvent, GenerationRequest, SamplingParams, SequenceDelta
@@ -318,8 +319,10 @@ class SchedulerHarness:
         share_prefixes: bool = True,
         cache_seqs: int = 0,
         cache_tokens: int = 0,
+        draft: FakeRunner | None = None,
     ) -> None:
         self.tokenizer = ByteTokenizer()
+        self.draft = draft  # the draft model's runner (speculative method "draft")
         self.runner = runner or FakeRunner(max_seqs=max_seqs + cache_seqs)
         vocab = Vocabulary(
             pieces=[self.tokenizer.token_bytes(i) for i in range(self.tokenizer.vocab_size)],
@@ -335,7 +338,8 @@ class SchedulerHarness:
             cache_seqs=cache_seqs,
             cache_tokens=cache_tokens,
         )
-        self.scheduler = Scheduler(self.runner, vocab, config, self._emit)
+        drafter = ModelDrafter(draft) if draft is not None else None
+        self.scheduler = Scheduler(self.runner, vocab, config, self._emit, drafter)
         self.collectors: list[Collector] = []
         self._ids = itertools.count()
 
@@ -374,6 +378,7 @@ class SchedulerHarness:
     def step(self) -> None:
         self.scheduler.run(_OneStep())  # type: ignore[arg-type]
         assert not self.runner.violations, self.runner.violations
+        assert self.draft is None or not self.draft.violations, self.draft.violations
 
     def run(self, max_steps: int = 500) -> int:
         """Step until every request not aborted has ended; returns the number of steps."""

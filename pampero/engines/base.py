@@ -51,6 +51,7 @@ class EngineOptions:
     kv_unified: bool = True
     prefix_cache: bool = True
     mmproj: str | None = None
+    draft_model: str | None = None  # a .gguf with the same vocabulary (speculative "draft")
     speculative: SpeculativeParams | None = None  # for requests that do not choose
     prefix_cache_tokens: int = 0  # KV kept for finished prompts beyond the slots
 

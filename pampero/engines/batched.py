@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pampero.engines.drafter import ModelDrafter
 from pampero.engines.scheduler import (
     BatchRunner,
     Emission,
@@ -41,6 +42,7 @@ class LoadedModel:
     capabilities: Capabilities
     chat_template: str | None
     close: Callable[[], None]
+    drafter: ModelDrafter | None = None  # the draft model, when the model has one
 
 
 class BatchedEngine:
@@ -97,7 +99,11 @@ class BatchedEngine:
         try:
             self._loaded = self._load()
             self._scheduler = Scheduler(
-                self._loaded.runner, self._loaded.vocabulary, self._config, self._emit
+                self._loaded.runner,
+                self._loaded.vocabulary,
+                self._config,
+                self._emit,
+                self._loaded.drafter,
             )
         except BaseException as exc:
             loaded.set_exception(exc)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from pampero.engines.beam import BeamSearch
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary, new_text
+from pampero.engines.drafter import ModelDrafter
 from pampero.engines.prefix_cache import MIN_ENTRY_TOKENS, PrefixCache
 from pampero.engines.sequence import IMAGE_CELL, ActiveRequest, Phase, Sequence, Sink
 from pampero.engines.speculative import ngram_draft
@@ -120,8 +121,10 @@ class Scheduler:
         vocab: Vocabulary,
         config: SchedulerConfig,
         emit: Callable[[Emission], None],
+        drafter: ModelDrafter | None = None,
     ) -> None:
         self.runner = runner
+        self.drafter = drafter  # speculative method "draft": a draft model's proposals
         self.vocab = vocab
         self.config = config
         self._emit = emit
@@ -543,6 +546,7 @@ class Scheduler:
     def _draft(self, decoding: list[Sequence], budget: int) -> int:
         """Give each speculating sequence its drafts for this step, within ``budget`` batch
         rows; what is left of the budget goes to prefill."""
+        by_model: list[tuple[Sequence, int]] = []  # drafted together by the draft model
         for s in decoding:
             s.drafts = []
             s.spec_open = False
@@ -555,9 +559,21 @@ class Scheduler:
             if not s.draft_len:
                 s.draft_len = min(spec.num_tokens, _FIRST_DRAFT)
             room = min(s.draft_len, spec.num_tokens, budget, self._draft_room(s))
-            if room > 0:
+            if room <= 0:
+                continue
+            if spec.method == "draft":
+                # The draft model reads tokens only, at positions equal to their indices.
+                if self.drafter is not None and not s.request.media and not s.pos_shift:
+                    by_model.append((s, room))
+                    budget -= room
+            else:
                 s.drafts = ngram_draft(s.tokens, room)
                 budget -= len(s.drafts)
+        if by_model and self.drafter is not None:
+            wanted = [(s.slot, s.tokens, room) for s, room in by_model]
+            for (s, room), drafts in zip(by_model, self.drafter.propose(wanted), strict=True):
+                s.drafts = drafts
+                budget += room - len(drafts)
         return budget
 
     def _speculation(self, s: Sequence) -> SpeculativeParams | None:

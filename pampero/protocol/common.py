@@ -231,10 +231,11 @@ MAX_SPECULATIVE_TOKENS = 16
 
 class Speculative(ProtocolModel):
     """pampero's per-request speculative decoding: ``{"method": "ngram", "num_tokens": 16}``
-    drafts by prompt lookup, up to ``num_tokens`` per step (fewer while drafts are rejected);
-    ``{"method": "none"}`` turns off the server's default."""
+    drafts by prompt lookup, ``"draft"`` by the model's draft model (``--draft-model``), up to
+    ``num_tokens`` per step (fewer while drafts are rejected); ``{"method": "none"}`` turns off
+    the server's default."""
 
-    method: Literal["ngram", "none"]
+    method: Literal["ngram", "draft", "none"]
     num_tokens: Annotated[int, Field(ge=1, le=MAX_SPECULATIVE_TOKENS)] = MAX_SPECULATIVE_TOKENS
 
 

@@ -85,6 +85,7 @@ def engine_options(model: ModelConfig, settings: Settings) -> EngineOptions:
         kv_unified=settings.for_model(model, "kv_unified"),
         prefix_cache=settings.for_model(model, "prefix_cache"),
         mmproj=model.mmproj,
+        draft_model=model.draft_model,
         prefix_cache_tokens=settings.for_model(model, "prefix_cache_tokens"),
         speculative=SpeculativeParams(
             settings.for_model(model, "speculative_method"),

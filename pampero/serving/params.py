@@ -125,6 +125,12 @@ def _speculative(request: GenerationFields, capabilities: Capabilities) -> Specu
         raise UnsupportedParameter(
             "speculative decoding is not available for this model's engine", param="speculative"
         )
+    if spec.method == "draft" and not capabilities.has_draft_model:
+        raise UnsupportedParameter(
+            "speculative method 'draft' needs a draft model, and this model has none (start "
+            "the server with --draft-model FILE after its --model); 'ngram' needs none",
+            param="speculative.method",
+        )
     if spec.method != "none" and request.use_beam_search:
         raise InvalidRequestError(
             "speculative decoding cannot be combined with beam search", param="speculative"

@@ -1,4 +1,6 @@
-"""Speculative decoding (n-gram prompt lookup) on the real default model, over HTTP.
+"""Speculative decoding (n-gram prompt lookup, a draft model) on the real default model, over
+HTTP. The draft model is the default model itself: every greedy draft should hold, and the
+verification must still be what decides.
 
 Greedy output must be byte-identical with and without speculation; sampled output must keep
 its distribution (a chi-square test over a bounded sample); drafts must be accepted where the
@@ -13,6 +15,8 @@ comparison between the two runs of each prompt.
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,6 +28,7 @@ from tests.e2e.harness import MODEL_ID, Api, Launcher, Server
 pytestmark = pytest.mark.e2e
 
 NGRAM = {"method": "ngram", "num_tokens": 4}
+DRAFT = {"method": "draft", "num_tokens": 4}
 HEADER = "x-pampero-speculative-acceptance"
 
 CODE = '''def total_price(items, tax_rate):
@@ -47,8 +52,22 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def spec_server(launch: Launcher) -> Iterator[Server]:
-    with launch("--no-prefix-cache", "--kv-split", "--max-seqs", "4") as running:
+def default_gguf(pampero_env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pampero", "model-path"],
+        env=pampero_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def spec_server(launch: Launcher, default_gguf: str) -> Iterator[Server]:
+    flags = ("--model", "default", "--draft-model", default_gguf)
+    with launch("--no-prefix-cache", "--kv-split", "--max-seqs", "4", *flags) as running:
         yield running
 
 
@@ -64,17 +83,56 @@ def _chat(api: Api, content: str, **fields: Any) -> tuple[dict[str, Any], dict[s
     return response.json(), dict(response.headers)
 
 
+@pytest.mark.parametrize("method", [NGRAM, DRAFT], ids=["ngram", "draft"])
 @pytest.mark.parametrize("prompt", PROMPTS, ids=["rewrite", "haiku", "primes", "repeat"])
-def test_greedy_output_is_identical_with_speculation(spec_api: Api, prompt: str) -> None:
+def test_greedy_output_is_identical_with_speculation(
+    spec_api: Api, prompt: str, method: dict[str, Any]
+) -> None:
     plain, plain_headers = _chat(spec_api, prompt, max_tokens=80)
-    fast, fast_headers = _chat(spec_api, prompt, max_tokens=80, speculative=NGRAM)
+    fast, fast_headers = _chat(spec_api, prompt, max_tokens=80, speculative=method)
     assert fast["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
     assert fast["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
     assert HEADER not in plain_headers
-    if prompt is REWRITE:
+    if prompt is REWRITE or method is DRAFT:
         rate, counts = fast_headers[HEADER].split(" ")
         accepted, drafted = map(int, counts.strip("()").split("/"))
         assert 0 < accepted <= drafted and float(rate) > 0
+        if method is DRAFT:  # the model drafting for itself: its greedy tokens hold
+            assert accepted >= 0.8 * drafted, fast_headers[HEADER]
+
+
+def test_a_draft_model_speculates_streams_and_sampled_requests(spec_api: Api) -> None:
+    prompt = PROMPTS[1]
+    whole, _ = _chat(spec_api, prompt, max_tokens=60, speculative=DRAFT)
+    streamed = spec_api.stream_chat(prompt, max_tokens=60, speculative=DRAFT)
+    assert streamed.texts()[0] == whole["choices"][0]["message"]["content"]
+    sampled, headers = _chat(
+        spec_api, prompt, max_tokens=60, temperature=0.8, seed=3, speculative=DRAFT, n=2
+    )
+    assert len(sampled["choices"]) == 2 and HEADER in headers
+
+
+def test_the_draft_method_without_a_draft_model_is_400(api: Api) -> None:
+    body = api.chat_body("hi", {"speculative": DRAFT})
+    error = api.error("/v1/chat/completions", body, 400)
+    assert error["param"] == "speculative.method"
+    assert "--draft-model" in error["message"]
+    assert api.chat("hi", max_tokens=4)["choices"][0]["message"]["content"]  # still served
+
+
+def test_a_draft_default_without_a_draft_model_refuses_to_start(
+    pampero_env: dict[str, str],
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pampero", "serve", "--speculative-method", "draft"],
+        env=pampero_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "needs a draft model" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_acceptance_reaches_metrics_and_streams_match(spec_api: Api) -> None:

@@ -229,3 +229,93 @@ def test_draft_windows_grow_while_accepted_and_pause_after_a_rejection() -> None
             assert next_rows == 1  # drafting pauses after a window with nothing accepted
     assert sink.events[-1].accepted_draft_tokens == 0
     assert sink.events[-1].draft_tokens < 20  # 272 when every step drafted its 16
+
+
+DRAFT = SpeculativeParams("draft", 4)
+
+
+def test_a_draft_model_that_agrees_has_every_draft_accepted() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    plain = SchedulerHarness(echo_runner())
+    base = plain.submit(prompt, max_tokens=40)
+    plain_steps = plain.run()
+    draft = echo_runner()  # the same "model": every greedy draft is the target's token
+    fast = SchedulerHarness(echo_runner(), draft=draft)
+    spec = fast.submit(prompt, max_tokens=40, speculative=DRAFT)
+    spec_steps = fast.run()
+    assert spec.token_ids() == base.token_ids()
+    assert spec.finish() == base.finish()
+    last = spec.events[-1]
+    # Every draft holds but those of the last window past the end of the answer.
+    assert last.draft_tokens > 0
+    assert last.draft_tokens - DRAFT.num_tokens <= last.accepted_draft_tokens < last.draft_tokens
+    assert spec_steps < plain_steps / 2
+    # The draft model's KV holds a prefix of the sequence (plus unverified drafts at most).
+    slot_tokens = [*spec.active.prompt, *spec.token_ids()]  # type: ignore[union-attr]
+    held = draft.kv[0]
+    shared = min(len(held), len(slot_tokens) - 1)
+    assert shared > len(spec.active.prompt) and held[:shared] == slot_tokens[:shared]  # type: ignore[union-attr]
+
+
+def test_a_draft_model_that_disagrees_changes_nothing_but_speed() -> None:
+    prompt = "Rewrite: " + CODE.decode()
+    plain = SchedulerHarness(echo_runner())
+    base = plain.submit(prompt, max_tokens=40)
+    plain.run()
+    draft = FakeRunner(next_token=letters)  # a different model: its drafts are rejected
+    fast = SchedulerHarness(echo_runner(), draft=draft)
+    spec = fast.submit(prompt, max_tokens=40, speculative=DRAFT)
+    fast.run()
+    assert spec.token_ids() == base.token_ids()
+    last = spec.events[-1]
+    assert last.draft_tokens > last.accepted_draft_tokens
+    assert not draft.violations
+
+
+def test_draft_model_sequences_share_steps_and_slots_are_reused() -> None:
+    """Four requests at once, then four more in the same slots, sampled and greedy: outputs
+    equal plain decoding's, and neither runner's KV ever has a hole or an overlap."""
+    prompts = ["abcabcabcabc", "Rewrite: " + CODE.decode(), "xyz", "hello hello hello"]
+    plain = SchedulerHarness(echo_runner(), max_seqs=4)
+    expected = [plain.submit(p, max_tokens=24, seed=7, temperature=0.8) for p in prompts]
+    plain.run()
+    draft = echo_runner()
+    fast = SchedulerHarness(echo_runner(), max_seqs=4, draft=draft)
+    for round_ in range(2):
+        got = [
+            fast.submit(p, max_tokens=24, seed=7, temperature=0.8, speculative=DRAFT)
+            for p in prompts
+        ]
+        fast.run()
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.token_ids() == theirs.token_ids(), round_
+        assert sum(c.events[-1].draft_tokens for c in got) > 0
+    assert not draft.violations
+
+
+def test_the_drafter_proposes_the_draft_models_greedy_tokens() -> None:
+    from pampero.engines.drafter import ModelDrafter
+
+    draft = FakeRunner(next_token=letters, n_batch=8, n_ctx_seq=40)
+    drafter = ModelDrafter(draft)
+    a, b = list(b"a long prompt of twenty"), list(b"short")
+
+    def greedy(tokens: list[int], k: int) -> list[int]:
+        out: list[int] = []
+        for _ in range(k):
+            out.append(letters([*tokens, *out]))
+        return out
+
+    assert drafter.propose([(0, a, 3), (1, b, 2)]) == [greedy(a, 3), greedy(b, 2)]
+    # The sequence moved on by one accepted draft and a correction; another slot's request
+    # changed entirely: each draft KV is cut back to what is still shared, then extended.
+    a2 = [*a, greedy(a, 1)[0], ord("!")]
+    assert drafter.propose([(0, a2, 4), (1, list(b"other"), 1)]) == [
+        greedy(a2, 4),
+        greedy(list(b"other"), 1),
+    ]
+    assert draft.kv[0] == [*a2, *greedy(a2, 3)]
+    # Near the end of the draft model's context (40) it proposes fewer: 38 tokens, two
+    # drafts decoded at positions 38 and 39, three drafts.
+    assert len(drafter.propose([(2, list(range(97, 97 + 38)), 5)])[0]) == 3
+    assert not draft.violations

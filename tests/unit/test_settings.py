@@ -271,3 +271,19 @@ def _other_valid_value(name: str, default: Any, kind: type) -> Any:
 
 def _without_command(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k != "command"}
+
+
+def test_a_draft_model_follows_its_model_and_the_draft_method_needs_one() -> None:
+    settings = serve("--model", "a=/a.gguf", "--draft-model", "/small.gguf", "--model", "default")
+    assert [m.draft_model for m in settings.models] == ["/small.gguf", None]
+    with pytest.raises(ValidationError, match="needs a draft model"):
+        serve("--speculative-method", "draft")
+    with pytest.raises(ValidationError, match="needs a draft model"):  # b has none
+        serve(
+            "--model", "a=/a.gguf", "--draft-model", "/s.gguf", "--model", "b=/b.gguf",
+            "--speculative-method", "draft",
+        )  # fmt: skip
+    ok = serve("--model", "a=/a.gguf", "--draft-model", "/s.gguf", "--speculative-method", "draft")
+    assert ok.speculative_method == "draft"
+    with pytest.raises(ValidationError, match="llamacpp engine"):
+        serve("--model", "a=/hf", "--engine", "transformers", "--draft-model", "/s.gguf")

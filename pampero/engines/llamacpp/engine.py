@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pampero.assets import resolve_model_path
 from pampero.engines.base import EngineOptions
 from pampero.engines.batched import BatchedEngine, LoadedModel
+from pampero.engines.drafter import ModelDrafter
 from pampero.engines.scheduler import SchedulerConfig, Vocabulary
+from pampero.errors import EngineError
 from pampero.inference import Capabilities
+
+if TYPE_CHECKING:
+    from pampero.engines.llamacpp.runner import LlamaRunner
 
 # llama.cpp's LLAMA_MAX_SEQ; the prefix cache takes at most this many ids of its own.
 _MAX_SEQ_IDS = 256
@@ -38,6 +45,14 @@ def create(options: EngineOptions) -> BatchedEngine:
             )
         )
         tok = runner.tokenizer
+        draft_runner = None
+        if options.draft_model:
+            try:
+                draft_runner = _draft_runner(runner, options)
+            except BaseException:
+                runner.close()
+                raise
+        drafter = ModelDrafter(draft_runner) if draft_runner is not None else None
         return LoadedModel(
             runner=runner,
             tokenizer=tok,
@@ -46,9 +61,11 @@ def create(options: EngineOptions) -> BatchedEngine:
                 context_length=runner.n_ctx_seq,
                 supports_tools=bool(runner.chat_template and "tools" in runner.chat_template),
                 supports_images=runner.supports_images,
+                has_draft_model=drafter is not None,
             ),
             chat_template=runner.chat_template,
-            close=runner.close,
+            close=functools.partial(_close, runner, draft_runner),
+            drafter=drafter,
         )
 
     return BatchedEngine(
@@ -65,3 +82,36 @@ def create(options: EngineOptions) -> BatchedEngine:
             cache_tokens=cache_tokens,
         ),
     )
+
+
+def _draft_runner(target: LlamaRunner, options: EngineOptions) -> LlamaRunner:
+    """The draft model: one sequence per slot of the target, at most the target's context, and
+    exactly the target's vocabulary (a draft token must mean the same token to both)."""
+    from pampero.engines.llamacpp.runner import LlamaRunner, RunnerConfig
+
+    assert options.draft_model is not None
+    path = Path(options.draft_model).expanduser()
+    draft = LlamaRunner(
+        RunnerConfig(
+            path=path,
+            n_ctx_seq=target.n_ctx_seq,
+            max_seqs=options.max_seqs,
+            n_batch=options.n_batch,
+            threads=options.threads,
+            threads_batch=options.threads_batch,
+        )
+    )
+    if draft.tokenizer.pieces != target.tokenizer.pieces:
+        draft.close()
+        raise EngineError(
+            f"draft model {path} does not have the vocabulary of {options.model_id} "
+            f"({draft.n_vocab} tokens against {target.n_vocab}, or the same count with other "
+            "tokens): a draft model must share the target's tokenizer"
+        )
+    return draft
+
+
+def _close(runner: LlamaRunner, draft: LlamaRunner | None) -> None:
+    if draft is not None:
+        draft.close()
+    runner.close()
