@@ -19,11 +19,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.harness import MODEL_ID, Api, Launcher, Server
+from tests.e2e.harness import MODEL_ID, Api, Launcher, Server, serve_command
+from tests.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.e2e
 
@@ -118,6 +120,23 @@ def test_the_draft_method_without_a_draft_model_is_400(api: Api) -> None:
     assert error["param"] == "speculative.method"
     assert "--draft-model" in error["message"]
     assert api.chat("hi", max_tokens=4)["choices"][0]["message"]["content"]  # still served
+
+
+def test_a_draft_model_with_another_vocabulary_refuses_to_start(
+    pampero_env: dict[str, str], tmp_path: Path
+) -> None:
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")  # 258 tokens of its own
+    done = subprocess.run(
+        serve_command("--port", "0", "--model", "default", "--draft-model", str(tiny)),
+        env=pampero_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "does not have the vocabulary" in done.stderr
+    assert "258 tokens against 151936" in done.stderr
 
 
 def test_a_draft_default_without_a_draft_model_refuses_to_start(
