@@ -302,7 +302,7 @@ class Settings(BaseSettings):
         default=4096,
         ge=0,
         description="KV tokens kept for finished prompts beyond the sequence slots (extra KV "
-        "cells; 0: only what the slots hold).",
+        "cells; 0: only what the slots hold; with --kv-split, one full context per history).",
     )
     speculative_method: Literal["none", "ngram", "draft"] = Field(
         default="none",

@@ -88,7 +88,7 @@ class SchedulerConfig:
     prefill_chunk: int
     max_queue: int
     prefix_cache: bool = True
-    share_prefixes: bool = True  # needs a unified KV buffer
+    share_prefixes: bool = True  # copy prefixes between sequences (whole streams when split)
     speculative: SpeculativeParams | None = None  # for requests that do not choose
     # The prefix cache beyond the slots: sequence ids max_seqs.. max_seqs + cache_seqs - 1,
     # holding at most cache_tokens tokens (needs share_prefixes).

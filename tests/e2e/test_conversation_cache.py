@@ -1,6 +1,7 @@
 """The prefix cache across conversations, on the real default model over HTTP.
 
-Four conversations share a system prompt on a server with two sequence slots: each second
+Four conversations share a system prompt on a server with two sequence slots (one KV buffer
+for all sequences, or one per sequence): each second
 turn must find its own history (``usage.prompt_tokens_details.cached_tokens``) although other
 conversations took its slot in between, streamed or not, chat or completions; and an answer
 computed on cached KV must equal the cold one (a seeded request never reuses KV).
@@ -24,9 +25,15 @@ SYSTEM = (
 QUESTIONS = ["Do you sell hammers?", "Do you sell paint?", "Are you open on Sunday?", "Hi!"]
 
 
-@pytest.fixture(scope="module")
-def cache_api(launch: Launcher) -> Iterator[Api]:
-    with launch("--max-seqs", "2", "--prefix-cache-tokens", "4096") as server:
+# A split KV buffer (one stream per sequence) keeps each cached history in a stream of its own,
+# a full context each: 4096 tokens at a 1024-token context are four cached histories.
+LAYOUTS = {"unified": (), "split": ("--kv-split", "--n-ctx", "1024")}
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def cache_api(launch: Launcher, request: pytest.FixtureRequest) -> Iterator[Api]:
+    layout = LAYOUTS[request.param]
+    with launch("--max-seqs", "2", "--prefix-cache-tokens", "4096", *layout) as server:
         client = server.api()
         yield client
         client.close()

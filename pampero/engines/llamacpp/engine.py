@@ -26,8 +26,10 @@ def create(options: EngineOptions) -> BatchedEngine:
     # Imported here so that merely listing engines never loads llama.cpp.
     from pampero.engines.llamacpp.runner import LlamaRunner, RunnerConfig
 
-    cache_tokens = options.prefix_cache_tokens if options.prefix_cache and options.kv_unified else 0
+    cache_tokens = options.prefix_cache_tokens if options.prefix_cache else 0
     cache_seqs = min(_CACHE_SEQS, _MAX_SEQ_IDS - options.max_seqs) if cache_tokens else 0
+    if not options.kv_unified:  # one stream of a full context per cached history
+        cache_seqs = min(cache_seqs, cache_tokens // options.n_ctx) if options.n_ctx > 0 else 0
 
     def load() -> LoadedModel:
         runner = LlamaRunner(
@@ -76,7 +78,7 @@ def create(options: EngineOptions) -> BatchedEngine:
             prefill_chunk=options.prefill_chunk,
             max_queue=options.max_queue,
             prefix_cache=options.prefix_cache,
-            share_prefixes=options.kv_unified,
+            share_prefixes=True,
             speculative=options.speculative,
             cache_seqs=cache_seqs,
             cache_tokens=cache_tokens,

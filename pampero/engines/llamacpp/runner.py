@@ -115,6 +115,8 @@ class LlamaRunner:
         # Unified or split, the total is one full context per sequence slot, so a sequence
         # never runs out of KV before it reaches n_ctx_seq and no preemption is needed.
         params.n_ctx = self.n_ctx_seq * config.max_seqs + config.cache_cells
+        if not config.kv_unified:  # llama.cpp gives each sequence n_ctx / n_seq_max cells
+            params.n_ctx = self.n_ctx_seq * (config.max_seqs + config.cache_seqs)
         params.n_seq_max = config.max_seqs + config.cache_seqs
         params.n_batch = config.n_batch
         params.n_ubatch = config.n_batch
@@ -200,14 +202,18 @@ class LlamaRunner:
         L.llama_memory_seq_rm(self._memory, seq_id, start, end)
 
     def seq_copy(self, src: int, dst: int, end: int = -1) -> None:
-        """Make ``dst`` share ``src``'s KV entries for positions [0, end).
+        """Make ``dst`` (emptied first) hold ``src``'s KV entries for positions [0, end).
 
-        A split KV buffer can only copy a whole sequence: there ``end`` is ignored and the
-        caller must only copy a sequence that holds nothing past ``end``."""
+        In a unified KV buffer that tags the cells with ``dst``. A split buffer (one stream per
+        sequence) can only copy a whole stream, so it does that (llama.cpp copies the stream's
+        buffers before the next decode: a cost of the stream's size, not the prefix's) and
+        then drops ``dst``'s positions from ``end`` on."""
         if self.config.kv_unified:
             L.llama_memory_seq_cp(self._memory, src, dst, 0, end)
         else:
             L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+            if end >= 0:
+                L.llama_memory_seq_rm(self._memory, dst, end, -1)
 
     def close(self) -> None:
         if self.vision is not None:
