@@ -68,7 +68,8 @@ class ModelConfig(BaseModel):
     draft_model: str | None = Field(
         default=None,
         description="A smaller .gguf with the same vocabulary whose greedy tokens are "
-        "verified as drafts (speculative method 'draft').",
+        "verified as drafts (speculative method 'draft'); 'default': the embedded "
+        "Qwen2.5-Coder-0.5B-Instruct, a draft for larger Qwen2.5 models.",
     )
     n_ctx: int | None = Field(default=None, ge=16, description="Context length per sequence.")
     chat_template: str | None = Field(

@@ -68,7 +68,8 @@ def default_gguf(pampero_env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def spec_server(launch: Launcher, default_gguf: str) -> Iterator[Server]:
-    flags = ("--model", "default", "--draft-model", default_gguf)
+    # The same file both ways: by path for the model, as "default" for its draft.
+    flags = ("--model", f"{MODEL_ID}={default_gguf}", "--draft-model", "default")
     with launch("--no-prefix-cache", "--kv-split", "--max-seqs", "4", *flags) as running:
         yield running
 

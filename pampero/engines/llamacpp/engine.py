@@ -92,7 +92,7 @@ def _draft_runner(target: LlamaRunner, options: EngineOptions) -> LlamaRunner:
     from pampero.engines.llamacpp.runner import LlamaRunner, RunnerConfig
 
     assert options.draft_model is not None
-    path = Path(options.draft_model).expanduser()
+    path = resolve_model_path(options.draft_model, options.home)  # "default": the embedded one
     draft = LlamaRunner(
         RunnerConfig(
             path=path,
