@@ -44,8 +44,8 @@ def no_secrets_in_server_logs() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pampero_env() -> dict[str, str]:
-    """The servers' environment; assembles and verifies the default model once."""
+def assembled_model() -> tuple[dict[str, str], str]:
+    """The servers' environment and the default model's file, assembled and verified once."""
     env = pampero_environment()
     done = subprocess.run(
         [sys.executable, "-m", "pampero", "model-path"],
@@ -57,7 +57,19 @@ def pampero_env() -> dict[str, str]:
     )
     if done.returncode != 0:
         pytest.fail(f"pampero model-path failed:\n{done.stderr[-4000:]}", pytrace=False)
-    return env
+    return env, done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def pampero_env(assembled_model: tuple[dict[str, str], str]) -> dict[str, str]:
+    """The servers' environment (the default model assembled first)."""
+    return assembled_model[0]
+
+
+@pytest.fixture(scope="session")
+def default_gguf(assembled_model: tuple[dict[str, str], str]) -> str:
+    """The path of the default model's GGUF file."""
+    return assembled_model[1]
 
 
 @pytest.fixture(scope="session")

@@ -54,23 +54,10 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def default_gguf(pampero_env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "pampero", "model-path"],
-        env=pampero_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
 def spec_server(launch: Launcher, default_gguf: str) -> Iterator[Server]:
     # The same file both ways: by path for the model, as "default" for its draft.
     flags = ("--model", f"{MODEL_ID}={default_gguf}", "--draft-model", "default")
-    with launch("--no-prefix-cache", "--kv-split", "--max-seqs", "4", *flags) as running:
+    with launch("--no-prefix-cache", "--max-seqs", "4", *flags) as running:
         yield running
 
 
