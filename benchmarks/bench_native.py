@@ -3,9 +3,10 @@
 Same kernels, no Python: the anchor of issue 16. The benchmark builds ``llama-server`` once from
 the llama-cpp-python sdist of the installed version (``pip download --no-binary :all:``) into
 ``~/.cache/pampero/llama-server-<version>`` (never into the repository), then runs each server
-in turn on a free loopback port, never two at once: llama-server, pampero, and pampero with
-``--kv-split`` (one KV buffer per sequence, as llama-server ``-np N`` keeps them; no prefix
-cache then)::
+in turn on a free loopback port, never two at once: llama-server, pampero (one KV buffer per
+sequence, as llama-server ``-np N`` keeps them, and its prefix cache in host memory), and
+pampero with ``--kv-unified`` (one KV buffer for all sequences, its prefix cache in extra
+cells)::
 
     .venv/bin/python benchmarks/bench_native.py --write docs/benchmarks.md
 
@@ -61,9 +62,9 @@ from bench_serving import (
 
 MARKERS = ("<!-- bench_native:start -->", "<!-- bench_native:end -->")
 LLAMA_SERVER, PAMPERO = "llama-server", "pampero"
-# pampero with one KV buffer per sequence, as llama-server -np N runs: each sequence's
-# attention reads its own cells only, and there is no prefix cache (it needs the unified one).
-PAMPERO_SPLIT = "pampero --kv-split"
+# pampero with one KV buffer for all sequences: prefixes shared without copies, but each
+# sequence's attention spans every sequence's cells.
+PAMPERO_UNIFIED = "pampero --kv-unified"
 TOPICS = (
     "Explain how a hash map works.", "Explain how TCP handshakes work.",
     "Explain how a B-tree works.", "Explain how garbage collection works.",
@@ -162,8 +163,8 @@ def command(side: str, cfg: Config, port: int) -> list[str]:
             "-c", str(cfg.n_ctx * cfg.max_seqs), "-np", str(cfg.max_seqs),
             "-t", str(cfg.threads), "-tb", str(cfg.threads), "--no-webui",
         ]  # fmt: skip
-    if side == PAMPERO_SPLIT:
-        return [*command(PAMPERO, cfg, port), "--kv-split"]
+    if side == PAMPERO_UNIFIED:
+        return [*command(PAMPERO, cfg, port), "--kv-unified"]
     return [
         sys.executable, "-m", "pampero", "serve", "--model", str(cfg.model), "--port", str(port),
         "--threads", str(cfg.threads), "--n-ctx", str(cfg.n_ctx),
@@ -382,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--conversations", type=int, default=16)
     parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--only", choices=[LLAMA_SERVER, PAMPERO, PAMPERO_SPLIT])
+    parser.add_argument("--only", choices=[LLAMA_SERVER, PAMPERO, PAMPERO_UNIFIED])
     parser.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
@@ -392,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_tokens=args.max_tokens, repeat=args.repeat, conversations=args.conversations,
         turns=args.turns, eog_ids=tuple(end_of_generation_ids(model)),
     )  # fmt: skip
-    sides = [args.only] if args.only else [LLAMA_SERVER, PAMPERO, PAMPERO_SPLIT]
+    sides = [args.only] if args.only else [LLAMA_SERVER, PAMPERO, PAMPERO_UNIFIED]
     if LLAMA_SERVER in sides:
         if shutil.which("cmake") is None:
             print("bench_native: cmake is needed to build llama-server", file=sys.stderr)

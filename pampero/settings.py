@@ -288,9 +288,10 @@ class Settings(BaseSettings):
         default=256, ge=16, description="Most prompt tokens one sequence adds in one step."
     )
     kv_unified: bool = Field(
-        default=True,
-        description="One KV buffer shared by all sequences (--kv-split: one per sequence).",
-        json_schema_extra={"flag": "--kv-split"},
+        default=False,
+        description="One KV buffer shared by all sequences, instead of one per sequence: "
+        "prefixes are shared without copies and finished prompts are cached in extra KV cells, "
+        "but every sequence's attention spans every sequence's cells (slower with many streams).",
     )
     prefix_cache: bool = Field(default=True, description="Reuse KV of matching prompt prefixes.")
     deterministic: bool = Field(
@@ -300,10 +301,10 @@ class Settings(BaseSettings):
         "whatever else is running). Costs all batching.",
     )
     prefix_cache_tokens: int = Field(
-        default=4096,
+        default=16384,
         ge=0,
-        description="KV tokens kept for finished prompts beyond the sequence slots (extra KV "
-        "cells; 0: only what the slots hold; with --kv-split, one full context per history).",
+        description="KV tokens kept for finished prompts beyond the sequence slots, in host "
+        "memory (with --kv-unified, in extra KV cells; 0: only what the slots hold).",
     )
     speculative_method: Literal["none", "ngram", "draft"] = Field(
         default="none",

@@ -57,7 +57,7 @@ def _settings_table(parser: argparse.ArgumentParser) -> list[str]:
             continue
         flag = ", ".join(f"`{option}`" for option in action.option_strings)
         key, env = f"`{action.dest}`", f"`PAMPERO_{action.dest.upper()}`"
-        if isinstance(action, argparse._StoreFalseAction):  # --no-prefix-cache, --kv-split
+        if isinstance(action, argparse._StoreFalseAction):  # --no-prefix-cache
             key, env = f"{key}: `false`", f"{env}=`false`"
         model_field = getattr(action, "model_field", None)
         if model_field:  # --engine, --mmproj: a field of the --model before them

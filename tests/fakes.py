@@ -182,6 +182,7 @@ class FakeRunner:
         # Tokens the "device" cannot decode: a batch holding one fails part-way, its earlier
         # rows already written to KV (as a llama.cpp micro-batch can fail after others ran).
         self.poison: frozenset[int] = frozenset()
+        self.saved = 0  # seq_save calls (a prefix cache in host memory)
 
     def logits_for(self, context: Sequence[int]) -> npt.NDArray[np.float32]:
         return ramp(self.next_token(context), self.n_vocab)
@@ -255,6 +256,14 @@ class FakeRunner:
             self._violate(f"seq_copy of {end} positions from seq {src}, which holds {len(source)}")
         self.kv[dst] = list(source if end == -1 else source[:end])
 
+    def seq_save(self, seq_id: int) -> tuple[int, ...]:
+        self.saved += 1
+        return tuple(self.kv[seq_id])
+
+    def seq_load(self, data: object, dst: int) -> None:
+        assert isinstance(data, tuple)
+        self.kv[dst] = list(data)  # llama.cpp empties dst first, as this does
+
     def rows_of(self, seq_id: int) -> list[list[DecodedRow]]:
         """Per batch, the rows that went to ``seq_id``."""
         return [[r for r in batch if r.seq_id == seq_id] for batch in self.batches]
@@ -319,6 +328,7 @@ class SchedulerHarness:
         share_prefixes: bool = True,
         cache_seqs: int = 0,
         cache_tokens: int = 0,
+        cache_in_host: bool = False,
         draft: FakeRunner | None = None,
     ) -> None:
         self.tokenizer = ByteTokenizer()
@@ -337,6 +347,7 @@ class SchedulerHarness:
             share_prefixes=share_prefixes,
             cache_seqs=cache_seqs,
             cache_tokens=cache_tokens,
+            cache_in_host=cache_in_host,
         )
         drafter = ModelDrafter(draft) if draft is not None else None
         self.scheduler = Scheduler(self.runner, vocab, config, self._emit, drafter)

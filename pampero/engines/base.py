@@ -48,7 +48,7 @@ class EngineOptions:
     threads_batch: int = 1
     n_batch: int = 512
     prefill_chunk: int = 256
-    kv_unified: bool = True
+    kv_unified: bool = False
     prefix_cache: bool = True
     mmproj: str | None = None
     draft_model: str | None = None  # a .gguf with the same vocabulary (speculative "draft")

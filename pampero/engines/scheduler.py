@@ -8,8 +8,9 @@ sequence that got logits, check stops, and hand each request its step's deltas.
 
 KV memory is organised in ``max_seqs`` slots (llama.cpp sequence ids). A finished sequence's slot
 keeps its tokens in KV; a new prompt takes the free slot that shares its longest prefix and only
-decodes the rest (``prefix_cache``). With a unified KV buffer a prompt can also borrow a prefix
-from any other slot, busy or not, and the ``n`` choices of one request share one prefill.
+decodes the rest (``prefix_cache``). A prompt can also borrow a prefix from any other slot, busy
+or not, or from the prefix cache beyond the slots, and the ``n`` choices of one request share
+one prefill.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,13 @@ import numpy.typing as npt
 from pampero.engines.beam import BeamSearch
 from pampero.engines.choice import ChoiceOutput, ChoiceVocabulary, new_text
 from pampero.engines.drafter import ModelDrafter
-from pampero.engines.prefix_cache import MIN_ENTRY_TOKENS, PrefixCache
+from pampero.engines.prefix_cache import (
+    MIN_ENTRY_TOKENS,
+    EntryStore,
+    HostStore,
+    KvStore,
+    PrefixCache,
+)
 from pampero.engines.sequence import IMAGE_CELL, ActiveRequest, Phase, Sequence, Sink
 from pampero.engines.speculative import ngram_draft
 from pampero.errors import (
@@ -78,6 +85,10 @@ class BatchRunner(Protocol):
 
     def seq_copy(self, src: int, dst: int, end: int = -1) -> None: ...
 
+    def seq_save(self, seq_id: int) -> Any: ...  # a sequence's KV, serialised in host memory
+
+    def seq_load(self, data: Any, dst: int) -> None: ...
+
 
 Vocabulary = ChoiceVocabulary  # token bytes, control and end-of-generation tokens
 
@@ -90,10 +101,12 @@ class SchedulerConfig:
     prefix_cache: bool = True
     share_prefixes: bool = True  # copy prefixes between sequences (whole streams when split)
     speculative: SpeculativeParams | None = None  # for requests that do not choose
-    # The prefix cache beyond the slots: sequence ids max_seqs.. max_seqs + cache_seqs - 1,
-    # holding at most cache_tokens tokens (needs share_prefixes).
+    # The prefix cache beyond the slots, holding at most cache_tokens tokens (needs
+    # share_prefixes): in sequence ids max_seqs.. max_seqs + cache_seqs - 1 of the KV buffer,
+    # or with cache_in_host, serialised in host memory (for split KV buffers).
     cache_seqs: int = 0
     cache_tokens: int = 0
+    cache_in_host: bool = False
 
 
 @dataclass
@@ -139,14 +152,15 @@ class Scheduler:
         self._wake = threading.Event()
         self._outbox: Emission = []
         self._cache: PrefixCache | None = None
-        if (
-            config.prefix_cache
-            and config.share_prefixes
-            and config.cache_seqs
-            and config.cache_tokens
-        ):
-            ids = range(config.max_seqs, config.max_seqs + config.cache_seqs)
-            self._cache = PrefixCache(runner, ids, config.cache_tokens)
+        if config.prefix_cache and config.share_prefixes and config.cache_tokens:
+            store: EntryStore | None = None
+            if config.cache_in_host:
+                store = HostStore(runner)
+            elif config.cache_seqs:
+                ids = range(config.max_seqs, config.max_seqs + config.cache_seqs)
+                store = KvStore(runner, ids)
+            if store is not None:
+                self._cache = PrefixCache(store, config.cache_tokens)
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -401,10 +415,10 @@ class Scheduler:
                 if slot is not primary and length > best_len:
                     best, best_len = slot, length
         cached, cached_len = self._cache.match(prompt, limit) if self._cache else (-1, 0)
-        if cached_len > best_len:
+        if self._cache is not None and cached_len > best_len:
             self._spill(primary, 0, protect=cached)
             self.runner.seq_remove(primary.seq_id)
-            self.runner.seq_copy(cached, primary.seq_id, cached_len)
+            self._cache.restore(cached, primary.seq_id, cached_len)
             return cached_len
         self._spill(primary, best_len if best is primary else 0)
         if best is primary:

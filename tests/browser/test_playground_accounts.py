@@ -115,7 +115,7 @@ def accounts(
     (folder / "config.yaml").write_text(json.dumps({"models": [model]}))
     database = f"sqlite:///{folder / 'accounts.db'}"
     flags = ("--config", str(folder / "config.yaml"), "--database-url", database)
-    with launch(*flags, "--no-prefix-cache", "--kv-split") as server:
+    with launch(*flags, "--no-prefix-cache") as server:
         yield Accounts(server, database, pampero_env)
 
 

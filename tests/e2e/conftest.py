@@ -23,7 +23,7 @@ def exact_server(launch: Launcher) -> Iterator[Server]:
     in another batch shape, which moves logits in the third digit: enough to change a
     temperature-1 draw, or a greedy near-tie. Without it, an answer depends on the request
     alone."""
-    with launch("--no-prefix-cache", "--kv-split") as running:
+    with launch("--no-prefix-cache") as running:
         yield running
 
 

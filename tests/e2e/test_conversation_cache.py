@@ -1,7 +1,8 @@
 """The prefix cache across conversations, on the real default model over HTTP.
 
 Four conversations share a system prompt on a server with two sequence slots (one KV buffer
-for all sequences, or one per sequence): each second
+for all sequences, histories kept in its extra cells; or one per sequence, histories kept in
+host memory): each second
 turn must find its own history (``usage.prompt_tokens_details.cached_tokens``) although other
 conversations took its slot in between, streamed or not, chat or completions; and an answer
 computed on cached KV must equal the cold one (a seeded request never reuses KV).
@@ -25,9 +26,9 @@ SYSTEM = (
 QUESTIONS = ["Do you sell hammers?", "Do you sell paint?", "Are you open on Sunday?", "Hi!"]
 
 
-# A split KV buffer (one stream per sequence) keeps each cached history in a stream of its own,
-# a full context each: 4096 tokens at a 1024-token context are four cached histories.
-LAYOUTS = {"unified": (), "split": ("--kv-split", "--n-ctx", "1024")}
+# One KV buffer per sequence (the default) keeps cached histories in host memory; a unified
+# buffer keeps them in extra cells.
+LAYOUTS = {"split": (), "unified": ("--kv-unified",)}
 
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))

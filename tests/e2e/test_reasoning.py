@@ -52,7 +52,7 @@ def api(launch, tmp_path_factory):
         "    reasoning_parser: think\n"
         "    tool_parser: hermes\n"
     )
-    with launch("--config", str(folder / "config.yaml"), "--no-prefix-cache", "--kv-split") as s:
+    with launch("--config", str(folder / "config.yaml"), "--no-prefix-cache") as s:
         client = s.api()
         yield client
         client.close()

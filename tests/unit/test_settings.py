@@ -63,7 +63,7 @@ def test_defaults() -> None:
     s = serve()
     assert (s.host, s.port, s.api_keys, s.max_seqs, s.n_batch) == ("127.0.0.1", 8000, [], 8, 512)
     assert [(m.id, m.path) for m in s.models] == [(DEFAULT_MODEL_ID, DEFAULT_MODEL_PATH)]
-    assert s.prefix_cache and s.kv_unified and not s.insecure_no_auth
+    assert s.prefix_cache and not s.kv_unified and not s.insecure_no_auth
 
 
 def test_the_config_file_is_read_in_either_format(config_file: Path) -> None:
@@ -91,11 +91,11 @@ def test_env_beats_the_file_and_flags_beat_env(
     assert (s.port, s.api_keys, s.max_seqs) == (7200, ["flag-key"], 4)
 
 
-def test_a_store_false_flag_overrides_the_file(tmp_path: Path) -> None:
+def test_boolean_flags_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("prefix_cache: true\nkv_unified: true\n")
-    s = serve("--config", str(path), "--no-prefix-cache", "--kv-split")
-    assert not s.prefix_cache and not s.kv_unified
+    path.write_text("prefix_cache: true\nkv_unified: false\n")
+    s = serve("--config", str(path), "--no-prefix-cache", "--kv-unified")
+    assert not s.prefix_cache and s.kv_unified
 
 
 def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:

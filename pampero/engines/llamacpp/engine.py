@@ -27,9 +27,12 @@ def create(options: EngineOptions) -> BatchedEngine:
     from pampero.engines.llamacpp.runner import LlamaRunner, RunnerConfig
 
     cache_tokens = options.prefix_cache_tokens if options.prefix_cache else 0
-    cache_seqs = min(_CACHE_SEQS, _MAX_SEQ_IDS - options.max_seqs) if cache_tokens else 0
-    if not options.kv_unified:  # one stream of a full context per cached history
-        cache_seqs = min(cache_seqs, cache_tokens // options.n_ctx) if options.n_ctx > 0 else 0
+    # Unified, the cache's histories are extra sequence ids over cache_tokens extra cells;
+    # split, a stream can only be copied whole, so they are kept in host memory instead.
+    cache_in_host = not options.kv_unified
+    cache_seqs = 0
+    if cache_tokens and not cache_in_host:
+        cache_seqs = min(_CACHE_SEQS, _MAX_SEQ_IDS - options.max_seqs)
 
     def load() -> LoadedModel:
         runner = LlamaRunner(
@@ -82,6 +85,7 @@ def create(options: EngineOptions) -> BatchedEngine:
             speculative=options.speculative,
             cache_seqs=cache_seqs,
             cache_tokens=cache_tokens,
+            cache_in_host=cache_in_host,
         ),
     )
 
@@ -101,6 +105,7 @@ def _draft_runner(target: LlamaRunner, options: EngineOptions) -> LlamaRunner:
             n_batch=options.n_batch,
             threads=options.threads,
             threads_batch=options.threads_batch,
+            kv_unified=options.kv_unified,
         )
     )
     if draft.tokenizer.pieces != target.tokenizer.pieces:

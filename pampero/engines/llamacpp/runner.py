@@ -4,9 +4,12 @@ The scheduler hands over a flat list of (token, position, sequence, wants-logits
 writes them into a ``llama_batch`` whose arrays are numpy buffers (no per-token ctypes calls),
 decodes, and returns the logits of the rows that asked for them as one float32 matrix.
 
-Sequences live in one unified KV buffer (``kv_unified``) by default: any mix of sequences and
-prefill chunks fits in one micro-batch, and copying a prompt prefix between sequences is a
-metadata update, not a memory copy.
+Each sequence has a KV buffer of its own by default (a llama.cpp stream, as llama-server
+``-np N`` runs): a sequence's attention reads only its own cells, and llama.cpp reuses the
+compute graph while the same sequences decode in the same order. Copying a prefix between
+sequences then goes through host memory (``seq_save``/``seq_load``, a cost of the prefix's
+length). With ``kv_unified`` all sequences share one buffer: copying a prefix is a metadata
+update, but every sequence's attention spans every sequence's cells.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class RunnerConfig:
     n_batch: int
     threads: int
     threads_batch: int
-    kv_unified: bool = True
+    kv_unified: bool = False
     mmproj: Path | None = None  # a vision projector (llama.cpp mtmd) for image input
     # The prefix cache's sequence ids (after the max_seqs slots) and its extra KV cells.
     cache_seqs: int = 0
@@ -204,16 +207,35 @@ class LlamaRunner:
     def seq_copy(self, src: int, dst: int, end: int = -1) -> None:
         """Make ``dst`` (emptied first) hold ``src``'s KV entries for positions [0, end).
 
-        In a unified KV buffer that tags the cells with ``dst``. A split buffer (one stream per
-        sequence) can only copy a whole stream, so it does that (llama.cpp copies the stream's
-        buffers before the next decode: a cost of the stream's size, not the prefix's) and
-        then drops ``dst``'s positions from ``end`` on."""
+        In a unified KV buffer that tags the cells with ``dst``. Between split buffers (one
+        stream per sequence) llama.cpp's own ``seq_cp`` copies the whole stream, a full
+        context, on the next decode; this copies ``src``'s cells through host memory at once
+        instead (1 ms for 100 tokens of the default model, 6 ms for 1000, against 8 ms for a
+        4096-token stream), then drops ``dst``'s positions from ``end`` on."""
         if self.config.kv_unified:
             L.llama_memory_seq_cp(self._memory, src, dst, 0, end)
         else:
-            L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+            self.seq_load(self.seq_save(src), dst)
             if end >= 0:
                 L.llama_memory_seq_rm(self._memory, dst, end, -1)
+
+    def seq_save(self, seq_id: int) -> npt.NDArray[np.uint8]:
+        """A sequence's KV cells (positions, K and V rows of every layer), serialised into host
+        memory: about 12 KB per token for the default model."""
+        size = int(L.llama_state_seq_get_size(self._ctx, seq_id))
+        data = np.empty(size, dtype=np.uint8)
+        pointer = data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        written = int(L.llama_state_seq_get_data(self._ctx, pointer, size, seq_id))
+        if written != size:
+            raise EngineError(f"llama.cpp saved {written} of {size} bytes of sequence {seq_id}")
+        return data
+
+    def seq_load(self, data: npt.NDArray[np.uint8], dst: int) -> None:
+        """Replace sequence ``dst``'s KV with what ``seq_save`` returned (of any sequence)."""
+        pointer = data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        if int(L.llama_state_seq_set_data(self._ctx, pointer, data.size, dst)) == 0:
+            L.llama_memory_seq_rm(self._memory, dst, -1, -1)
+            raise EngineError(f"llama.cpp could not restore {data.size} bytes into sequence {dst}")
 
     def close(self) -> None:
         if self.vision is not None:
