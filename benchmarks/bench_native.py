@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,7 +355,29 @@ def run_side(side: str, cfg: Config) -> dict[str, float]:
         return asyncio.run(measure(side, base, model, cfg))
 
 
-def render(results: dict[str, dict[str, float]], cfg: Config, argv: Sequence[str]) -> str:
+def run_rounds(
+    sides: list[str],
+    cfg: Config,
+    rounds: int,
+    run: Callable[[str, Config], dict[str, float]] = run_side,
+) -> dict[str, dict[str, float]]:
+    """Every side ``rounds`` times (A B C, then C B A, ...): each figure's median per side."""
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for index in range(max(rounds, 1)):
+        for side in sides if index % 2 == 0 else reversed(sides):
+            runs[side].append(run(side, cfg))
+    return {
+        side: {
+            key: statistics.median(r[key] for r in results if key in r)
+            for key in dict.fromkeys(k for r in results for k in r)
+        }
+        for side, results in runs.items()
+    }
+
+
+def render(
+    results: dict[str, dict[str, float]], cfg: Config, argv: Sequence[str], rounds: int = 1
+) -> str:
     sides = list(results)
     keys = list(dict.fromkeys(k for r in results.values() for k in r))
     lines = ["| metric | " + " | ".join(sides) + " |", "| --- |" + " ---: |" * len(sides)]
@@ -368,7 +390,7 @@ def render(results: dict[str, dict[str, float]], cfg: Config, argv: Sequence[str
         f"command: `{shlex.join(argv)}`; machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end of the run; "
         f"{cfg.threads} threads, n_ctx {cfg.n_ctx} per sequence, {cfg.max_seqs} sequences; "
-        f"llama-cpp-python {llama_cpp_version()}.",
+        f"{rounds} round(s), medians; llama-cpp-python {llama_cpp_version()}.",
     ]
     return "\n".join(lines)
 
@@ -383,6 +405,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--conversations", type=int, default=16)
     parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every server this many times, in order then in reverse order and so on, and "
+        "report each figure's median (a drift of the machine then weighs on every side alike)",
+    )
     parser.add_argument("--only", choices=[LLAMA_SERVER, PAMPERO, PAMPERO_UNIFIED])
     parser.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--write", type=Path)
@@ -399,8 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("bench_native: cmake is needed to build llama-server", file=sys.stderr)
             return 1
         cfg.binary = build_llama_server(llama_cpp_version(), args.build_jobs)
-    results = {side: run_side(side, cfg) for side in sides}
-    report = render(results, cfg, sys.orig_argv)
+    results = run_rounds(sides, cfg, args.rounds)
+    report = render(results, cfg, sys.orig_argv, args.rounds)
     print(report)
     if args.write:
         existing = args.write.read_text() if args.write.exists() else None

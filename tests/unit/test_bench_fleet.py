@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
+from tests.bench_scripts import load_bench
 
-def _load_bench() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package on the path.
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fleet.py"
-    spec = importlib.util.spec_from_file_location("bench_fleet", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("bench_fleet")
 
 
 def test_openings_share_no_prefix_across_conversations_or_runs():

@@ -1,0 +1,29 @@
+"""The pure parts of benchmarks/bench_native.py: rounds in alternating order, medians."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.bench_scripts import load_bench
+
+bench = load_bench("bench_native")
+
+
+def test_rounds_alternate_the_order_and_report_each_figures_median() -> None:
+    cfg = bench.Config(
+        model=Path("m.gguf"), threads=2, n_ctx=64, max_seqs=2, max_tokens=8, repeat=1,
+        conversations=1, turns=1, eog_ids=(0,),
+    )  # fmt: skip
+    order: list[str] = []
+
+    def run(side: str, _cfg: object) -> dict[str, float]:
+        order.append(side)
+        figures = {"tok/s": float(len(order))}
+        if side == "b":
+            figures["only b"] = 7.0
+        return figures
+
+    results = bench.run_rounds(["a", "b", "c"], cfg, 3, run)
+    assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    # a ran 1st, 6th and 7th: its median is 6; b 2nd, 5th, 8th: 5; c 3rd, 4th, 9th: 4.
+    assert results == {"a": {"tok/s": 6.0}, "b": {"tok/s": 5.0, "only b": 7.0}, "c": {"tok/s": 4.0}}
