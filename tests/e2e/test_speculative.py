@@ -187,12 +187,27 @@ def test_speculating_requests_batch_with_plain_ones(spec_api: Api) -> None:
     with ThreadPoolExecutor(len(jobs)) as pool:
         results = list(pool.map(run, jobs))
     # Under batching, logits move in the last digits with the batch's shape (another matmul
-    # kernel for 4 rows than for 1), and a greedy near-tie may flip: in one CI run 4 of 6
-    # answers differed somewhere from their solo runs. They must be complete and start alike.
-    assert all(text for _, text in results)
+    # kernel for 4 rows than for 1), and a greedy near-tie may flip, even at the first token:
+    # CI runs saw 4 of 6 answers differ somewhere from their solo runs, and one answer start
+    # "1, 2, 3, 5" where alone it started "The first ten prime numbers are 2, 3, 5". What a
+    # mix-up of sequences would break is which prompt an answer answers: each must be nearest
+    # to its own prompt's solo answer.
+    solos = {p: body["choices"][0]["message"]["content"] for p, body in alone.items()}
     for prompt, text in results:
-        solo = alone[prompt]["choices"][0]["message"]["content"]
-        assert text.split()[:3] == solo.split()[:3], (text, solo)
+        assert text, prompt
+        nearest = max(solos, key=lambda p: _similarity(text, solos[p]))
+        assert nearest == prompt, (text, solos[prompt])
+
+
+def _similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' lowercase character trigrams."""
+
+    def grams(text: str) -> set[str]:
+        low = text.lower()
+        return {low[i : i + 3] for i in range(len(low) - 2)}
+
+    x, y = grams(a), grams(b)
+    return len(x & y) / max(len(x | y), 1)
 
 
 def test_sampled_output_keeps_its_distribution(spec_api: Api) -> None:
