@@ -11,10 +11,11 @@ store's business:
   llama.cpp sequence id that never decodes (``seq_copy``: only the id is added to the cells;
   nothing is copied). The runner allocates ``budget`` extra cells, so running sequences can
   still always grow to a full context.
-- ``HostStore`` (one KV buffer per sequence, ``--kv-split``): a stream can only be copied whole,
-  so the slot's KV is serialised into host memory (``seq_save``, as llama-server's
-  ``--cache-ram`` does) and written back into the slot that needs it (``seq_load``). No KV
-  cells are spent on the cache; each kept token costs its K and V rows in RAM.
+- ``HostStore`` (one KV buffer per sequence, the default): the slot's KV is serialised into host
+  memory (``seq_save``, as llama-server's ``--cache-ram`` does) and written back into the slot
+  that needs it (``seq_load``). No KV cells are spent on the cache (a split buffer would have
+  to give each history a stream of a full context); each kept token costs its K and V rows in
+  RAM.
 
 Entries are evicted least recently used first, bounded by ``budget`` tokens (each entry counts
 its full length, an upper bound on what it pins since device entries may share cells) and by

@@ -28,7 +28,7 @@ def create(options: EngineOptions) -> BatchedEngine:
 
     cache_tokens = options.prefix_cache_tokens if options.prefix_cache else 0
     # Unified, the cache's histories are extra sequence ids over cache_tokens extra cells;
-    # split, a stream can only be copied whole, so they are kept in host memory instead.
+    # split (the default), they are kept in host memory and take no KV cells.
     cache_in_host = not options.kv_unified
     cache_seqs = 0
     if cache_tokens and not cache_in_host:
