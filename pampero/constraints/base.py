@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pampero.constraints.distinct_keys import DistinctKeys, KeyIndex
+from pampero.constraints.literal_loops import LiteralLoops, LoopIndex
 from pampero.sampling.constraint import MaskBudget
 
 ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "grammar"]
@@ -139,8 +140,10 @@ class CompiledConstraint:
     # Set when a non-strict schema was relaxed to compile: the output is checked against the
     # full schema when generation ends (pampero.constraints.postcheck.PostCheck).
     check_after: Any = None
-    # Set for JSON output: its objects never name a key twice (``distinct_keys``).
+    # Set for JSON output: its objects never name a key twice (``distinct_keys``) and its
+    # strings and numbers do not loop (``literal_loops``).
     key_index: KeyIndex | None = None
+    loop_index: LoopIndex | None = None
 
     @property
     def param(self) -> str:
@@ -148,4 +151,8 @@ class CompiledConstraint:
 
     def new_matcher(self) -> Matcher:
         matcher = self.owner.matcher(self.compiled)
-        return matcher if self.key_index is None else DistinctKeys(matcher, self.key_index)
+        if self.key_index is not None:
+            matcher = DistinctKeys(matcher, self.key_index)
+        if self.loop_index is not None:
+            matcher = LiteralLoops(matcher, self.loop_index)
+        return matcher

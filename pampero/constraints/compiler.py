@@ -53,6 +53,7 @@ from pampero.constraints.base import (
 from pampero.constraints.cache import BoundedLRU
 from pampero.constraints.disk_cache import DiskCache, code_version, vocabulary_hash
 from pampero.constraints.distinct_keys import KeyIndex
+from pampero.constraints.literal_loops import LoopIndex
 from pampero.constraints.postcheck import PostCheck
 from pampero.constraints.probe import probe
 from pampero.constraints.registry import BackendRegistry
@@ -157,7 +158,7 @@ class ConstraintCompiler:
         self.disk_cache = disk_cache
         self.max_recursion = max_recursion  # levels a recursive schema definition may nest
         self._vocabulary_hash: str | None = None
-        self._keys: KeyIndex | None = None
+        self._json: tuple[KeyIndex, LoopIndex] | None = None
         self.cache: BoundedLRU[tuple[Any, ...], _Outcome] = BoundedLRU(
             max_entries=cache_entries, max_bytes=cache_bytes
         )
@@ -285,6 +286,7 @@ class ConstraintCompiler:
         backends), in the workers and in this process, so first requests pay no set-up."""
         chosen = list(names) if names is not None else self.registry.available()
         loop = asyncio.get_running_loop()
+        await self._json_indexes()
         for name in chosen:
             await loop.run_in_executor(
                 self._executor, self.registry.backend(name).prepare, self.vocabulary
@@ -386,18 +388,28 @@ class ConstraintCompiler:
         except InvalidRequestError as exc:
             return _refusal(exc, spec), _ERROR_BYTES + len(exc.message)
         size = backend.footprint(compiled)
-        keys = await self._key_index() if spec.kind in _JSON_KINDS else None
+        keys, loops = await self._json_indexes() if spec.kind in _JSON_KINDS else (None, None)
         compiled_constraint = CompiledConstraint(
-            name, spec, size, compiled, backend, mask_budget=self.mask_budget, key_index=keys
+            name,
+            spec,
+            size,
+            compiled,
+            backend,
+            mask_budget=self.mask_budget,
+            key_index=keys,
+            loop_index=loops,
         )
         return _Outcome(compiled_constraint), size
 
-    async def _key_index(self) -> KeyIndex:
-        """The vocabulary's ``KeyIndex`` (built once, on a thread: a pass over every token)."""
-        if self._keys is None:
+    async def _json_indexes(self) -> tuple[KeyIndex, LoopIndex]:
+        """The vocabulary's ``KeyIndex`` and ``LoopIndex`` (built once, on a thread: passes over
+        every token)."""
+        if self._json is None:
             loop = asyncio.get_running_loop()
-            self._keys = await loop.run_in_executor(self._executor, KeyIndex.of, self.vocabulary)
-        return self._keys
+            keys = await loop.run_in_executor(self._executor, KeyIndex.of, self.vocabulary)
+            loops = await loop.run_in_executor(self._executor, LoopIndex.of, self.vocabulary)
+            self._json = (keys, loops)
+        return self._json
 
     # -- across restarts --------------------------------------------------------------------------
 
