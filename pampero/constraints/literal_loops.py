@@ -95,7 +95,6 @@ class LiteralLoops:
         self._literal: list[int] = []  # the tokens written inside the current literal
         self._cycle_bytes = b""  # bytes of the cycles found in it, masked until it ends
         self._banned: npt.NDArray[np.bool_] | None = None
-        self.loops = 0  # cycles broken so far
 
     def fill_allowed(self, mask: npt.NDArray[np.bool_]) -> None:
         self._inner.fill_allowed(mask)
@@ -131,7 +130,6 @@ class LiteralLoops:
             self._cycle_bytes = bytes(set(self._cycle_bytes + unit))
             self._banned = self._index.made_of(self._cycle_bytes)
             self._literal.clear()
-            self.loops += 1
 
     def _inside(self, piece: bytes) -> bool:
         """Follow ``piece``; True if it lies wholly within the literal (a string's content, or
