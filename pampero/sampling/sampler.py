@@ -21,9 +21,14 @@ from pampero.sampling.constraint import ConstraintState
 
 FloatRow = npt.NDArray[np.float32]
 
-# top_p first looks at this many best tokens; only if they hold less than top_p of the mass
-# does it fall back to sorting the whole vocabulary.
-_TOP_P_WINDOW = 1024
+# top_p first sorts only the tokens whose weight is at least this share of the best token's;
+# if they hold less than top_p of the mass it tries the next floor, and 0.0 sorts everything.
+# A flat pass (a comparison) costs ~0.05 ms over 150k tokens; an argpartition of the whole
+# vocabulary costs ~1 ms, which was 5% of a token's time at single stream.
+_TOP_P_FLOORS = (1e-3, 1e-7, 0.0)
+# top_k (and top logprobs) first select among the tokens within this many logits of the best;
+# the first width that holds at least k tokens holds the k best.
+_TOP_K_WIDTHS = (6.0, 12.0, 24.0)
 
 
 class Sampler:
@@ -129,7 +134,7 @@ class Sampler:
         params = self.params
         ids: npt.NDArray[np.int64] | None = None
         if 0 < params.top_k < len(logits):
-            ids = np.argpartition(logits, -params.top_k)[-params.top_k :]
+            ids = top_ids(logits, params.top_k)
             logits = logits[ids]
         probs = _weights(logits, params.temperature)
         if params.min_p > 0.0:
@@ -176,22 +181,44 @@ def _weights(logits: FloatRow, temperature: float) -> FloatRow:
     return np.exp(weights, out=weights)
 
 
+def top_ids(row: FloatRow, k: int) -> npt.NDArray[np.int64]:
+    """The ids of the ``k`` largest entries of ``row``, in ascending id order.
+
+    Selects among the entries within a few units of the maximum first (one comparison pass);
+    a set of at least ``k`` entries at or above a bound holds the ``k`` largest, so this is
+    the same set as an argpartition of the whole row, at a tenth of its cost."""
+    if k >= len(row):
+        return np.arange(len(row), dtype=np.int64)
+    peak = row.max()
+    for width in _TOP_K_WIDTHS:
+        near = np.flatnonzero(row >= peak - np.float32(width))
+        if len(near) >= k:
+            return np.sort(near[np.argpartition(row[near], -k)[-k:]])
+    return np.sort(np.argpartition(row, -k)[-k:])
+
+
 def _top_p(
     probs: FloatRow, ids: npt.NDArray[np.int64] | None, top_p: float
 ) -> tuple[npt.NDArray[np.int64], FloatRow]:
-    """Keep the smallest most-likely set whose mass reaches ``top_p`` (sorted descending)."""
-    candidates: npt.NDArray[np.int64]
+    """Keep the smallest most-likely set whose mass reaches ``top_p`` (sorted descending).
+
+    ``probs`` are ``_weights``: the best token weighs 1. The nucleus is a prefix of the tokens
+    sorted by weight, so once the tokens above a floor hold ``top_p`` of the mass, sorting
+    them alone gives the same set as sorting the whole vocabulary."""
     # min_p may have zeroed part of the mass: top_p is a share of what is left.
     total = float(probs.sum())
-    if len(probs) > _TOP_P_WINDOW:
-        window = np.argpartition(probs, -_TOP_P_WINDOW)[-_TOP_P_WINDOW:]
-        enough = probs[window].sum() >= top_p * total
-        candidates = window if enough else np.arange(len(probs))
-    else:
-        candidates = np.arange(len(probs))
+    target = top_p * total
+    candidates = np.arange(len(probs))
+    for floor in _TOP_P_FLOORS:
+        if floor <= 0.0:
+            break
+        above = np.flatnonzero(probs >= np.float32(floor))
+        if probs[above].sum() >= target:
+            candidates = above
+            break
     order = candidates[np.argsort(-probs[candidates], kind="stable")]
     sorted_probs = probs[order]
-    cut = int(np.searchsorted(np.cumsum(sorted_probs), top_p * total)) + 1
+    cut = int(np.searchsorted(np.cumsum(sorted_probs), target)) + 1
     order = order[:cut]
     chosen_ids = ids[order] if ids is not None else order
     return chosen_ids.astype(np.int64), probs[order]
@@ -208,7 +235,7 @@ def logprobs_of(row: FloatRow, chosen: int, top: int) -> TokenLogprob:
         rank=1 + int(np.count_nonzero(row > value)),
     )
     if top > 0:
-        best = np.argpartition(row, -top)[-top:]
+        best = top_ids(row, top)
         best = best[np.argsort(-row[best], kind="stable")]
         entry.top = [(int(t), float(row[t]) - log_total) for t in best]
     return entry

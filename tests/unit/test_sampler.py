@@ -144,8 +144,8 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass(top_p: float) -> None:
 def big_vocabulary() -> tuple[Row, int, int]:
     """5000 tokens: A holds 0.80, B 0.08, 1022 middling tokens 0.05, the other 3976 tokens 0.07.
 
-    The 1024 best (A, B and the middling ones) hold 0.93 of the mass, so top_p <= 0.93 takes
-    the sampler's fast path over those 1024 and a larger top_p the full sort."""
+    A and B are the only tokens above a thousandth of A's weight, so top_p <= 0.88 sorts those
+    two alone (the sampler's first floor) and a larger top_p goes on to the lower floors."""
     rng = np.random.default_rng(11)
     a, b = 17, 4001
     rest = [i for i in range(5000) if i not in (a, b)]
@@ -180,9 +180,31 @@ def test_top_p_fast_path_and_full_sort_agree(top_p: float, monkeypatch: pytest.M
         s = make(vocab=5000, temperature=1.0, top_p=top_p, seed=8)
         return [s.choose(logits, []) for _ in range(400)]
 
-    windowed = run()
-    monkeypatch.setattr(sampler, "_TOP_P_WINDOW", 10**6)  # always sort the whole vocabulary
-    assert run() == windowed
+    floored = run()
+    monkeypatch.setattr(sampler, "_TOP_P_FLOORS", (0.0,))  # always sort the whole vocabulary
+    assert run() == floored
+
+
+@pytest.mark.parametrize("k", [1, 5, 40, 1000, 4999, 5000, 6000])
+@pytest.mark.parametrize("shape", ["peaked", "flat", "ties", "masked"])
+def test_top_ids_is_the_set_of_the_k_largest(k: int, shape: str) -> None:
+    rng = np.random.default_rng(k)
+    logits = rng.standard_normal(5000).astype(np.float32) * 3
+    if shape == "peaked":
+        logits[rng.integers(0, 5000, 3)] += 40.0  # a few far above the rest
+    elif shape == "flat":
+        logits = (0.5 + rng.uniform(0, 1e-3, 5000)).astype(np.float32)
+    elif shape == "ties":
+        logits = np.round(logits)  # many equal values at the k-th place
+    else:
+        logits[rng.random(5000) < 0.9] = -np.inf
+    ids = sampler.top_ids(logits, k)
+    assert list(ids) == sorted(set(ids.tolist()))
+    assert len(ids) == min(k, 5000)
+    kth = np.sort(logits)[::-1][min(k, 5000) - 1]
+    assert np.all(logits[ids] >= kth)  # every chosen id is among the k largest values
+    assert np.count_nonzero(logits > kth) <= len(ids)  # and every strictly larger one is chosen
+    assert set(np.flatnonzero(logits > kth)) <= set(ids.tolist())
 
 
 # -- processing ---------------------------------------------------------------------------------
