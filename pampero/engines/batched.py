@@ -112,6 +112,9 @@ class BatchedEngine:
         try:
             self._scheduler.run(self._stop)
         except BaseException as exc:  # report to every waiting client and in the log, then end
+            # Not alive from here on: the clients failed just below may ask /health before this
+            # thread has ended (a CI run read 200 there).
+            self._stop.set()
             log.exception("engine thread of %s died", self.model_id)
             self._scheduler.fail_all(
                 EngineNotReady(
