@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http
 import logging
+import re
 from types import FrameType
 from typing import Any
 
@@ -165,6 +166,26 @@ class DrainingServer(uvicorn.Server):
         return False
 
 
+_OWN_ERROR = re.compile(r"^pampero\.errors\.\w+: (?P<message>.+)\Z", re.DOTALL)
+
+
+class StartupErrorFilter(logging.Filter):
+    """Shortens uvicorn's report of a failed start to the message when pampero's own error
+    tree raised it (a model that will not load, a database that will not open): those messages
+    are written for the user, and the traceback above them only buries the line that says what
+    to fix. Any other exception keeps its traceback: that one is a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith("Traceback"):
+            return True
+        last = text.rstrip().rsplit("\n", 1)[-1]
+        own = _OWN_ERROR.match(last)
+        if own is not None:
+            record.msg, record.args = "pampero could not start: %s", (own["message"],)
+        return True
+
+
 def serve(app: Starlette, settings: Settings) -> int:
     """Run ``app`` until it has drained after a signal; the process's exit status."""
     config = uvicorn.Config(
@@ -179,10 +200,22 @@ def serve(app: Starlette, settings: Settings) -> int:
     )
     lifecycle: Lifecycle = app.state.lifecycle
     server = DrainingServer(config, lifecycle)
-    server.run()
+    startup_errors = StartupErrorFilter()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(startup_errors)
+    try:
+        server.run()
+    finally:
+        uvicorn_log.removeFilter(startup_errors)
     if not server.started:
         return 3  # uvicorn's status for a server that could not start
     return 0
 
 
-__all__ = ["CappedH11Protocol", "CappedHttpToolsProtocol", "DrainingServer", "serve"]
+__all__ = [
+    "CappedH11Protocol",
+    "CappedHttpToolsProtocol",
+    "DrainingServer",
+    "StartupErrorFilter",
+    "serve",
+]

@@ -210,3 +210,19 @@ def test_public_bind_with_insecure_no_auth_starts(launch):
     with launch("--insecure-no-auth", host="0.0.0.0") as server:
         assert httpx.get(server.url + "/health", timeout=30).status_code == 200
         assert httpx.get(server.url + "/v1/models", timeout=30).status_code == 200
+
+
+def test_a_model_that_will_not_load_is_one_line_not_a_traceback(pampero_env, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file" * 1000)
+    done = subprocess.run(
+        [sys.executable, "-m", "pampero", "serve", "--model", str(broken), "--port", "0"],
+        env=pampero_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert f"pampero could not start: llama.cpp could not load {broken}" in done.stderr
+    assert "Traceback" not in done.stderr

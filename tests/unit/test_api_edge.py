@@ -4,6 +4,7 @@ drain ticks."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import httpx
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from pampero.api.cors import Cors
 from pampero.api.lifecycle import DrainGate, Lifecycle
 from pampero.api.middleware import HeaderLimit
-from pampero.api.server import DrainingServer
+from pampero.api.server import DrainingServer, StartupErrorFilter
 from pampero.settings import Settings, parse_origin
 
 APP = "https://app.example"
@@ -218,3 +219,18 @@ def test_an_event_stream_whose_client_left_at_once_closes_its_chunks() -> None:
     asyncio.run(go())
     assert [m["type"] for m in sent] == ["http.response.start"]
     assert chunks.closed
+
+
+def _report(text: str) -> str:
+    record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, text, None, None)
+    assert StartupErrorFilter().filter(record)
+    return record.getMessage()
+
+
+def test_a_failed_start_from_pampero_s_own_error_is_its_message_alone():
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\n'
+    own = trace + "pampero.errors.EngineError: llama.cpp could not load m.gguf\n"
+    assert _report(own) == "pampero could not start: llama.cpp could not load m.gguf"
+    bug = trace + "KeyError: 'threads'\n"  # not ours: a bug keeps its traceback
+    assert _report(bug) == bug
+    assert _report("Application startup failed. Exiting.") == "Application startup failed. Exiting."
