@@ -82,7 +82,8 @@ _MODEL_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "action": _ModelOption,
             "metavar": "FILE",
             "help": "a smaller .gguf with the same vocabulary as the --model before it, whose "
-            "greedy tokens that model verifies (speculative method 'draft'); 'default' is the "
+            "greedy tokens that model verifies (speculative method 'draft', on by default "
+            "for that model unless --speculative-method says otherwise); 'default' is the "
             "embedded Qwen2.5-Coder-0.5B-Instruct",
         },
     ),

@@ -68,7 +68,8 @@ class ModelConfig(BaseModel):
     draft_model: str | None = Field(
         default=None,
         description="A smaller .gguf with the same vocabulary whose greedy tokens are "
-        "verified as drafts (speculative method 'draft'); 'default': the embedded "
+        "verified as drafts (speculative method 'draft', this model's default method unless "
+        "--speculative-method says otherwise); 'default': the embedded "
         "Qwen2.5-Coder-0.5B-Instruct, a draft for larger Qwen2.5 models.",
     )
     n_ctx: int | None = Field(default=None, ge=16, description="Context length per sequence.")
@@ -572,7 +573,14 @@ class Settings(BaseSettings):
         if self.deterministic and name in _DETERMINISTIC:
             return _DETERMINISTIC[name]
         own = getattr(model, name)
-        return own if own is not None else getattr(self, name)
+        if own is not None:
+            return own
+        if (
+            name == "speculative_method" and model.draft_model and name not in self.model_fields_set
+        ):  # a draft model given and no method chosen: drafting is what it is for, as with
+            # llama-server's --model-draft or vLLM's speculative model
+            return "draft"
+        return getattr(self, name)
 
     @model_validator(mode="after")
     def _auth_on_public_bind(self) -> Settings:

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
 
 NGRAM = {"method": "ngram", "num_tokens": 4}
 DRAFT = {"method": "draft", "num_tokens": 4}
+NONE = {"method": "none"}
 HEADER = "x-pampero-speculative-acceptance"
 
 CODE = '''def total_price(items, tax_rate):
@@ -78,7 +79,7 @@ def _chat(api: Api, content: str, **fields: Any) -> tuple[dict[str, Any], dict[s
 def test_greedy_output_is_identical_with_speculation(
     spec_api: Api, prompt: str, method: dict[str, Any]
 ) -> None:
-    plain, plain_headers = _chat(spec_api, prompt, max_tokens=80)
+    plain, plain_headers = _chat(spec_api, prompt, max_tokens=80, speculative=NONE)
     fast, fast_headers = _chat(spec_api, prompt, max_tokens=80, speculative=method)
     assert fast["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
     assert fast["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
@@ -89,6 +90,15 @@ def test_greedy_output_is_identical_with_speculation(
         assert 0 < accepted <= drafted and float(rate) > 0
         if method is DRAFT:  # the model drafting for itself: its greedy tokens hold
             assert accepted >= 0.8 * drafted, fast_headers[HEADER]
+
+
+def test_a_draft_model_drafts_for_requests_that_do_not_choose(spec_api: Api) -> None:
+    # The server was given --draft-model and no --speculative-method: drafting is its default.
+    default, headers = _chat(spec_api, PROMPTS[0], max_tokens=40)
+    accepted, drafted = map(int, headers[HEADER].split(" ")[1].strip("()").split("/"))
+    assert accepted >= 0.8 * drafted > 0, headers[HEADER]
+    plain, _ = _chat(spec_api, PROMPTS[0], max_tokens=40, speculative=NONE)
+    assert default["choices"][0]["message"] == plain["choices"][0]["message"]
 
 
 def test_a_draft_model_speculates_streams_and_sampled_requests(spec_api: Api) -> None:
@@ -160,7 +170,7 @@ def test_acceptance_reaches_metrics_and_streams_match(spec_api: Api) -> None:
 
 
 def test_completions_speculate_too(spec_api: Api) -> None:
-    plain = spec_api.complete(REWRITE + "\n# renamed:\n", max_tokens=60)
+    plain = spec_api.complete(REWRITE + "\n# renamed:\n", max_tokens=60, speculative=NONE)
     response = spec_api.post(
         "/v1/completions",
         spec_api.completion_body(
@@ -173,8 +183,8 @@ def test_completions_speculate_too(spec_api: Api) -> None:
 
 
 def test_speculating_requests_batch_with_plain_ones(spec_api: Api) -> None:
-    alone = {p: _chat(spec_api, p, max_tokens=60)[0] for p in PROMPTS[:3]}
-    jobs = [(p, NGRAM if i % 2 == 0 else None) for i, p in enumerate(PROMPTS[:3])] * 2
+    alone = {p: _chat(spec_api, p, max_tokens=60, speculative=NONE)[0] for p in PROMPTS[:3]}
+    jobs = [(p, NGRAM if i % 2 == 0 else NONE) for i, p in enumerate(PROMPTS[:3])] * 2
 
     def run(job: tuple[str, dict[str, Any] | None]) -> tuple[str, str]:
         prompt, spec = job
@@ -227,7 +237,7 @@ def test_sampled_output_keeps_its_distribution(spec_api: Api) -> None:
             counter.update(c["message"]["content"] for c in body["choices"])
         return counter
 
-    plain, spec = outcomes(None), outcomes(NGRAM)
+    plain, spec = outcomes(NONE), outcomes(NGRAM)
     keys = [k for k in set(plain) | set(spec) if plain[k] + spec[k] >= 8]
     rare = (
         sum(v for k, v in plain.items() if k not in keys),
@@ -278,7 +288,7 @@ def test_constrained_output_speculates_under_its_grammar(spec_api: Api) -> None:
     }
     fmt = {"type": "json_schema", "json_schema": {"name": "item", "schema": schema}}
     prompt = 'Copy this JSON exactly: {"name": "blue widget", "price": 9.5}'
-    plain, _ = _chat(spec_api, prompt, max_tokens=40, response_format=fmt)
+    plain, _ = _chat(spec_api, prompt, max_tokens=40, response_format=fmt, speculative=NONE)
     fast, _ = _chat(spec_api, prompt, max_tokens=40, response_format=fmt, speculative=NGRAM)
     assert fast["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
 

@@ -287,3 +287,20 @@ def test_a_draft_model_follows_its_model_and_the_draft_method_needs_one() -> Non
     assert ok.speculative_method == "draft"
     with pytest.raises(ValidationError, match="llamacpp engine"):
         serve("--model", "a=/hf", "--engine", "transformers", "--draft-model", "/s.gguf")
+
+
+def test_a_draft_model_turns_drafting_on_for_its_model_unless_a_method_is_chosen() -> None:
+    settings = serve("--model", "a=/a.gguf", "--draft-model", "/s.gguf", "--model", "b=/b.gguf")
+    a, b = settings.models
+    assert settings.for_model(a, "speculative_method") == "draft"
+    assert settings.for_model(b, "speculative_method") == "none"
+    chosen = serve(
+        "--model", "a=/a.gguf", "--draft-model", "/s.gguf", "--speculative-method", "none"
+    )
+    assert chosen.for_model(chosen.models[0], "speculative_method") == "none"
+    ngram = serve(
+        "--model", "a=/a.gguf", "--draft-model", "/s.gguf", "--speculative-method", "ngram"
+    )
+    assert ngram.for_model(ngram.models[0], "speculative_method") == "ngram"
+    fixed = serve("--model", "a=/a.gguf", "--draft-model", "/s.gguf", "--deterministic")
+    assert fixed.for_model(fixed.models[0], "speculative_method") == "none"
