@@ -86,11 +86,14 @@ class Sampler:
 
         Returns -1 when every token is masked (e.g. a constraint meets ``min_tokens``)."""
         logits = self.process(logits, output_ids)
-        if self._processes and not np.isfinite(np.max(logits)):
-            return -1
         if self.params.greedy:
+            if self._processes and not np.isfinite(np.max(logits)):
+                return -1
             return int(np.argmax(logits))
-        return self._sample(logits)
+        peak = float(np.max(logits))
+        if not np.isfinite(peak):
+            return -1
+        return self._sample(logits, peak)
 
     def process(self, logits: FloatRow, output_ids: Sequence[int]) -> FloatRow:
         """Logits after masks, biases, penalties and processors (a copy; the row is kept)."""
@@ -130,12 +133,16 @@ class Sampler:
                 params.presence_penalty
             )
 
-    def _sample(self, logits: FloatRow) -> int:
+    def _sample(self, logits: FloatRow, peak: float) -> int:
         params = self.params
         ids: npt.NDArray[np.int64] | None = None
         if 0 < params.top_k < len(logits):
             ids = top_ids(logits, params.top_k)
             logits = logits[ids]
+        else:
+            head = _head(logits, peak, params)
+            if head is not None:
+                return head.sample(logits, self.rng.random())
         probs = _weights(logits, params.temperature)
         if params.min_p > 0.0:
             probs = np.where(probs >= params.min_p * probs.max(), probs, 0.0)
@@ -143,6 +150,124 @@ class Sampler:
             ids, probs = _top_p(probs, ids, params.top_p)
         pick = _draw(probs, self.rng.random())
         return int(ids[pick]) if ids is not None else pick
+
+
+# Sampling over the whole vocabulary works on the head: the tokens whose weight (the softmax at
+# the temperature, the best token weighing 1) is at least _TAIL_FLOOR, a few hundred or
+# thousand of 150k at usual temperatures. The tail below it holds at most
+# len(tail) * _TAIL_FLOOR of the mass (1.7% for 150k tokens, usually far less), and is only
+# ever weighed, exactly, on the rare draws that could land in it (``_Head.sample``).
+_TAIL_FLOOR = float(np.exp(-16.0))
+# The tail's bound counts the tokens above this second floor at _TAIL_FLOOR and the rest at
+# this one: about 40 times tighter than counting every tail token at _TAIL_FLOOR.
+_DEEP_FLOOR = float(np.exp(-24.0))
+_HEAD_SHARE = 0.25  # a head larger than this share of the vocabulary saves nothing
+
+
+def _head(logits: FloatRow, peak: float, params: SamplingParams) -> _Head | None:
+    """The head of ``logits`` under ``params``, or None when sampling must weigh every token:
+    a flat distribution (a high temperature), or a ``top_p`` nucleus whose edge the tail's
+    unknown mass could move."""
+    temperature = params.temperature
+    bound = np.float32(peak + temperature * np.log(_TAIL_FLOOR))
+    in_head = logits >= bound
+    n_head = int(np.count_nonzero(in_head))
+    if n_head > _HEAD_SHARE * len(logits):
+        return None
+    ids = np.flatnonzero(in_head)
+    weights = _weights(logits[ids], temperature)  # the peak is in the head: it weighs 1
+    # What the tail can weigh at most (a hair over, for exp's rounding); min_p at or above the
+    # floor removes it exactly as it would remove it from the whole vocabulary.
+    deep = np.float32(peak + temperature * np.log(_DEEP_FLOOR))
+    n_mid = int(np.count_nonzero(logits >= deep)) - n_head
+    n_deep = len(logits) - n_head - n_mid
+    tail = (n_mid * _TAIL_FLOOR + n_deep * _DEEP_FLOOR) * 1.001
+    if params.min_p > 0.0:
+        weights = np.where(weights >= params.min_p, weights, np.float32(0.0))
+        if params.min_p >= _TAIL_FLOOR:
+            tail = 0.0
+    head = _Head(ids, weights, tail, peak, bound, params)
+    if params.top_p < 1.0 and not head.nucleus(params.top_p, logits):
+        return None
+    return head
+
+
+class _Head:
+    """The head of a logits row (see ``_TAIL_FLOOR``) and an upper bound of its tail's mass."""
+
+    def __init__(
+        self,
+        ids: npt.NDArray[np.int64],
+        weights: FloatRow,
+        tail: float,
+        peak: float,
+        bound: np.float32,
+        params: SamplingParams,
+    ) -> None:
+        self.ids, self.weights, self.tail = ids, weights, tail
+        self.head_ids = ids  # the whole head, kept when a nucleus narrows ``ids``
+        self.peak, self.bound, self.params = peak, bound, params
+
+    def nucleus(self, top_p: float, logits: FloatRow) -> bool:
+        """Narrow the head to the ``top_p`` nucleus of the whole distribution; False when that
+        nucleus reaches into the tail (a very flat distribution).
+
+        The nucleus is the smallest set of most likely tokens holding ``top_p`` of the mass,
+        and every tail token weighs less than every head token: once the head holds ``top_p``
+        of the total, the nucleus is a prefix of the head sorted by weight. The total is
+        bounded by the head's mass plus the tail's bound; only when the cut could move within
+        those bounds is the tail weighed. Sorting starts, as in ``_top_p``, with the tokens
+        above a floor, enough whenever they hold the target."""
+        mass = float(self.weights.sum(dtype=np.float64))
+        low, high = top_p * mass, top_p * (mass + self.tail)
+        weights = self.weights
+        candidates = np.arange(len(weights))
+        for floor in _TOP_P_FLOORS:
+            if floor <= 0.0:
+                break
+            above = np.flatnonzero(weights >= np.float32(floor))
+            if float(weights[above].sum(dtype=np.float64)) >= high:
+                candidates = above
+                break
+        order = candidates[np.argsort(-weights[candidates], kind="stable")]
+        cumulative = np.cumsum(weights[order], dtype=np.float64)
+        cut = int(np.searchsorted(cumulative, low)) + 1
+        if high > mass or int(np.searchsorted(cumulative, high)) + 1 != cut:
+            target = top_p * (mass + self._tail_weights(logits).sum(dtype=np.float64))
+            if target > cumulative[-1]:
+                return False
+            cut = int(np.searchsorted(cumulative, target)) + 1
+        keep = order[:cut]  # most likely first, as ``_top_p`` orders its nucleus
+        self.ids, self.weights, self.tail = self.ids[keep], weights[keep], 0.0
+        return True
+
+    def _tail_weights(self, logits: FloatRow) -> FloatRow:
+        """Every token's weight (after ``min_p``), the head's set to 0: the tail, exactly."""
+        weights = np.subtract(logits, np.float32(self.peak))
+        weights *= np.float32(1.0 / self.params.temperature)
+        np.exp(weights, out=weights)
+        if self.params.min_p > 0.0:
+            weights[weights < self.params.min_p] = 0.0
+        weights[self.head_ids] = 0.0
+        return weights
+
+    def sample(self, logits: FloatRow, u: float) -> int:
+        """A token drawn from the whole row's distribution with ``u`` in [0, 1).
+
+        Head or tail is decided first, at the exact odds ``head / (head + tail)``: a ``u``
+        below ``head / (head + bound)`` is below those odds whatever the tail weighs, and is
+        then, rescaled, a uniform draw inside the head. Only above it is the tail weighed;
+        the same ``u`` then decides between the two at the exact odds and, rescaled again,
+        draws inside the part it chose. Each token keeps probability ``weight / total``."""
+        head = float(self.weights.sum(dtype=np.float64))
+        sure = head / (head + self.tail)
+        if u < sure:
+            return int(self.ids[_draw(self.weights, u / sure)])
+        tail_weights = self._tail_weights(logits)
+        exact = head / (head + float(tail_weights.sum(dtype=np.float64)))
+        if u < exact:
+            return int(self.ids[_draw(self.weights, (u - sure) / (exact - sure))])
+        return _draw(tail_weights, (u - exact) / (1.0 - exact))
 
 
 _DRAW_BLOCK = 2048

@@ -322,3 +322,75 @@ def test_logprobs_are_normalised_and_ranked() -> None:
 def test_logprobs_without_alternatives() -> None:
     entry = logprobs_of(row(0.0, 0.0), 1, top=0)
     assert entry.top == [] and entry.logprob == pytest.approx(np.log(0.5)) and entry.rank == 1
+
+
+# -- the head of a large vocabulary ------------------------------------------------------------
+
+
+def exact_distribution(
+    logits: Row, temperature: float, min_p: float = 0.0, top_p: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """vLLM's sampling distribution, in float64 over the whole row: softmax at the temperature,
+    min_p against the best token, then the top_p nucleus."""
+    w = np.exp((logits.astype(np.float64) - logits.max()) / temperature)
+    w[w < min_p] = 0.0
+    if top_p < 1.0:
+        kept = vllm_top_p(w / w.sum(), top_p)
+        w[[i for i in range(len(w)) if i not in kept]] = 0.0
+    return w / w.sum()  # type: ignore[no-any-return]
+
+
+def binned_chi_square(
+    counts: Counter[int], probs: npt.NDArray[np.float64], n: int
+) -> tuple[float, int]:
+    """Chi-square over the tokens expected at least 20 times each, the rest in one bin."""
+    big = [i for i in range(len(probs)) if probs[i] * n >= 20]
+    rest = [i for i in range(len(probs)) if probs[i] * n < 20]
+    observed = [counts.get(i, 0) for i in big] + [sum(counts.get(i, 0) for i in rest)]
+    expected = [probs[i] * n for i in big] + [sum(probs[i] for i in rest) * n]
+    cells = [(o, e) for o, e in zip(observed, expected, strict=True) if e > 0]
+    assert sum(o for o, e in zip(observed, expected, strict=True) if e == 0) == 0
+    return sum((o - e) ** 2 / e for o, e in cells), len(cells) - 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"temperature": 0.7},
+        {"temperature": 1.3},
+        {"temperature": 1.0, "min_p": 0.01},
+        {"temperature": 1.0, "top_p": 0.6},
+        {"temperature": 1.0, "top_p": 0.95},
+    ],
+    ids=["t0.7", "t1.3", "min_p", "top_p-in-head", "top_p-into-tail"],
+)
+def test_sampling_from_the_head_keeps_the_exact_distribution(
+    params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Floors raised so that the tail holds much of the mass: the draws that must weigh it are
+    # frequent, and a head-only shortcut would miss the tail's share by far.
+    monkeypatch.setattr(sampler, "_TAIL_FLOOR", float(np.exp(-2.5)))
+    monkeypatch.setattr(sampler, "_DEEP_FLOOR", float(np.exp(-4.0)))
+    rng = np.random.default_rng(3)
+    logits = np.concatenate([[0.0, -0.4, -1.0, -1.6], rng.uniform(-6.5, -2.0, 396)]).astype(
+        np.float32
+    )
+    rng.shuffle(logits)
+    n = 30_000
+    counts = draws(make(vocab=400, seed=17, **params), logits, n)
+    chi2, dof = binned_chi_square(counts, exact_distribution(logits, **params), n)
+    limit = dof * (1 - 2 / (9 * dof) + 3.09 * (2 / (9 * dof)) ** 0.5) ** 3  # p = 0.001
+    assert chi2 < limit, (chi2, limit)
+
+
+def test_a_peaked_row_of_a_large_vocabulary_samples_from_a_small_head() -> None:
+    rng = np.random.default_rng(5)
+    logits = (rng.standard_normal(150_000) * 2.5).astype(np.float32)
+    logits[rng.integers(0, 150_000, 20)] += 18.0
+    for params in ({"temperature": 0.7}, {"temperature": 0.7, "top_p": 0.95}):
+        head = sampler._head(logits, float(logits.max()), SamplingParams(**params))
+        assert head is not None and len(head.ids) < 2_000
+        assert head.tail < 1e-3  # so nearly every draw stays in the head
+    flat = np.zeros(150_000, dtype=np.float32)  # no head worth taking: the whole row is weighed
+    assert sampler._head(flat, 0.0, SamplingParams(temperature=1.0)) is None
+    assert make(vocab=150_000, temperature=1.0, seed=1).choose(flat, []) in range(150_000)
