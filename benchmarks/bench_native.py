@@ -17,13 +17,15 @@ Workloads, each on every server:
   after one warm-up stream. The first stream after start is also reported alone (no warm-up).
 - **TTFT**: best of ``--repeat`` short streams when idle, and right after another client
   closed its stream after the first event (the sequence it leaves must be freed at once).
-- **aggregate**: 4 and 8 streams sent at once, tokens of all over the wall time; the median of
-  ``--repeat`` rounds.
+- **aggregate**: 4, 8 and 16 streams sent at once (16 is twice the sequence slots: half of
+  them queue), tokens of all over the wall time; the median of ``--repeat`` rounds.
 - **input-grounded**: rewrite a ~300-token function with one change, greedy; tok/s over the
   whole answer. pampero runs it with and without n-gram speculation.
 - **multi-conversation**: ``--conversations`` chats of ``--turns`` turns, all sharing one
   system prompt, run concurrently (turns of one chat in order): TTFT p50/p99 and the share of
   prompt tokens served from cache (``usage.prompt_tokens_details.cached_tokens``).
+- **memory**: the server process's resident memory once the run is over (idle), its peak
+  over the run (``VmHWM``), and its worker processes' when it has any.
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ async def measure(side: str, base_url: str, model: str, cfg: Config) -> dict[str
         rates = [(await stream_chat(client, model, user, **plain)).rate for _ in range(cfg.repeat)]
         out["decode tok/s, 1 stream (median)"] = statistics.median(rates)
         out.update(await after_a_closed_stream(client, model, user, plain, cfg))
-        for width in (4, 8):
+        for width in (4, 8, 16):
             out[f"aggregate tok/s, {width} streams (median)"] = statistics.median(
                 [await aggregate(client, model, plain, width) for _ in range(cfg.repeat)]
             )
@@ -351,8 +353,56 @@ def run_side(side: str, cfg: Config) -> dict[str, float]:
     argv = command(side, cfg, port)
     progress(f"{side}: {shlex.join(argv)}")
     log = LOG_DIR / f"native-{side.replace(' ', '')}.log"
-    with running_server(argv, base, log, 600.0) as model:
-        return asyncio.run(measure(side, base, model, cfg))
+    procs: list[subprocess.Popen[bytes]] = []
+    with running_server(argv, base, log, 600.0, procs.append) as model:
+        figures = asyncio.run(measure(side, base, model, cfg))
+        figures.update(memory(procs[0].pid))
+        return figures
+
+
+def memory(pid: int) -> dict[str, float]:
+    """The server's resident memory once the run is over and it idles, its peak over the run
+    (both of the server's own process), and its worker processes' (pampero's constraint
+    compiler) when it has any."""
+    figures = {
+        "RSS after the run, idle (MB)": status_mb(pid, "VmRSS"),
+        "peak RSS under load (MB)": status_mb(pid, "VmHWM"),
+    }
+    workers = descendants(pid)
+    if workers:
+        figures["worker processes' RSS (MB)"] = sum(status_mb(p, "VmRSS") for p in workers)
+    return figures
+
+
+def status_mb(pid: int, field: str) -> float:
+    """A ``/proc/<pid>/status`` memory field (kB there) in MB; 0 for a process gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc/<pid>/task/<tid>/children``)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
 
 
 def run_rounds(

@@ -497,8 +497,15 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def running_server(argv: list[str], base_url: str, log: Path, timeout: float) -> Iterator[str]:
-    """Run ``argv`` until the block ends; yields the model id the server lists."""
+def running_server(
+    argv: list[str],
+    base_url: str,
+    log: Path,
+    timeout: float,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> Iterator[str]:
+    """Run ``argv`` until the block ends; yields the model id the server lists. ``started``
+    is given the server's process once it is ready (to read its memory, say)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:
         # Its own session, so a Ctrl-C on the benchmark reaches the server only through stop().
@@ -507,6 +514,8 @@ def running_server(argv: list[str], base_url: str, log: Path, timeout: float) ->
         )
         try:
             model_id = wait_ready(proc, base_url, log, timeout)
+            if started is not None:
+                started(proc)
             try:
                 yield model_id
             except Exception:  # a failed request often has its cause in the server's log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.bench_scripts import load_bench
@@ -27,3 +28,21 @@ def test_rounds_alternate_the_order_and_report_each_figures_median() -> None:
     assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
     # a ran 1st, 6th and 7th: its median is 6; b 2nd, 5th, 8th: 5; c 3rd, 4th, 9th: 4.
     assert results == {"a": {"tok/s": 6.0}, "b": {"tok/s": 5.0, "only b": 7.0}, "c": {"tok/s": 4.0}}
+
+
+def test_memory_reads_the_server_and_its_workers() -> None:
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        figures = bench.memory(os.getpid())
+        assert worker.pid in bench.descendants(os.getpid())
+        assert figures["RSS after the run, idle (MB)"] > 1.0
+        assert figures["peak RSS under load (MB)"] >= figures["RSS after the run, idle (MB)"]
+        assert figures["worker processes' RSS (MB)"] > 0.0
+        assert bench.status_mb(worker.pid, "NoSuchField") == 0.0
+    finally:
+        worker.kill()
+        worker.wait()
+    assert bench.status_mb(worker.pid, "VmRSS") == 0.0  # gone
