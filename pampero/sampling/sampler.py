@@ -80,12 +80,33 @@ class Sampler:
             or params.ignore_eos
         )
         self.plain_greedy = params.greedy and not self._processes
+        # Processing that edits a handful of tokens, done in the row and undone (``choose``).
+        self._sparse = (
+            self._processes
+            and self.constraint is None
+            and self._allowed is None
+            and not params.logits_processors
+        )
 
     def choose(self, logits: FloatRow, output_ids: Sequence[int]) -> int:
         """The next token for this sequence, given its raw logits row (not modified).
 
         Returns -1 when every token is masked (e.g. a constraint meets ``min_tokens``)."""
-        logits = self.process(logits, output_ids)
+        if self._sparse:
+            # Edits that touch a few tokens (end tokens, logit_bias, penalties) go into the
+            # row itself and are undone after the pick: a copy of the whole row would cost
+            # more than the sampling (the row has just been written by llama.cpp's threads,
+            # and a copy reads and writes all of it).
+            touched = self._touched(output_ids)
+            saved = logits[touched]
+            try:
+                self._edit(logits, output_ids)
+                return self._pick(logits)
+            finally:
+                logits[touched] = saved
+        return self._pick(self.process(logits, output_ids))
+
+    def _pick(self, logits: FloatRow) -> int:
         if self.params.greedy:
             if self._processes and not np.isfinite(np.max(logits)):
                 return -1
@@ -100,6 +121,11 @@ class Sampler:
         if not self._processes:
             return logits
         row = logits.copy()
+        self._edit(row, output_ids)
+        return row
+
+    def _edit(self, row: FloatRow, output_ids: Sequence[int]) -> None:
+        """Apply every mask, bias, penalty and processor to ``row``, in place."""
         params = self.params
         mask = self._mask
         if self.constraint is not None and mask is not None and self.constraint.fill_allowed(mask):
@@ -118,7 +144,17 @@ class Sampler:
             self._penalise(row, output_ids)
         for processor in params.logits_processors:
             processor(output_ids, row)
-        return row
+
+    def _touched(self, output_ids: Sequence[int]) -> npt.NDArray[np.int64]:
+        """Every token ``_edit`` can change when only its sparse edits apply (``_sparse``)."""
+        parts = [self._bias_ids]
+        if len(output_ids) < self.params.min_tokens:
+            parts.append(self._min_suppress)
+        if self.params.ignore_eos:
+            parts.append(self._end_ids)
+        if self._penalised:
+            parts += [self._prompt_unique, np.asarray(output_ids, dtype=np.int64)]
+        return np.concatenate(parts)
 
     def _penalise(self, row: FloatRow, output_ids: Sequence[int]) -> None:
         params = self.params

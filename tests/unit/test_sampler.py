@@ -394,3 +394,31 @@ def test_a_peaked_row_of_a_large_vocabulary_samples_from_a_small_head() -> None:
     flat = np.zeros(150_000, dtype=np.float32)  # no head worth taking: the whole row is weighed
     assert sampler._head(flat, 0.0, SamplingParams(temperature=1.0)) is None
     assert make(vocab=150_000, temperature=1.0, seed=1).choose(flat, []) in range(150_000)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"temperature": 0.8, "ignore_eos": True},
+        {"temperature": 0.8, "logit_bias": {3: 2.5, 9: -100.0}},
+        {"temperature": 0.0, "repetition_penalty": 1.3, "frequency_penalty": 0.4},
+        {"temperature": 1.0, "presence_penalty": 0.7, "min_tokens": 3, "top_p": 0.9},
+    ],
+)
+def test_sparse_edits_in_the_row_pick_as_a_copy_would_and_leave_it_as_it_was(
+    params: dict[str, Any],
+) -> None:
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0.0, 2.0, 5000).astype(np.float32)
+    logits[END] = logits.max() + 1.0  # the end token would win without its mask
+    before = logits.copy()
+    in_row = make((3, 4, 5, 3), vocab=5000, seed=4, **params)
+    copied = make((3, 4, 5, 3), vocab=5000, seed=4, **params)
+    copied._sparse = False  # the reference: edit a copy of the row
+    assert in_row._sparse
+    outputs: list[int] = []
+    for _ in range(40):
+        pick = in_row.choose(logits, outputs)
+        assert pick == copied.choose(logits, outputs)
+        assert np.array_equal(logits, before)  # bit for bit, -inf and all
+        outputs.append(pick)
