@@ -191,7 +191,8 @@ class Sampler:
 # Sampling over the whole vocabulary works on the head: the tokens whose weight (the softmax at
 # the temperature, the best token weighing 1) is at least _TAIL_FLOOR, a few hundred or
 # thousand of 150k at usual temperatures. The tail below it holds at most
-# len(tail) * _TAIL_FLOOR of the mass (1.7% for 150k tokens, usually far less), and is only
+# len(tail) * _TAIL_FLOOR of the mass (1.7% for 150k tokens; the bound below, with
+# _DEEP_FLOOR, is usually far tighter), and is only
 # ever weighed, exactly, on the rare draws that could land in it (``_Head.sample``).
 _TAIL_FLOOR = float(np.exp(-16.0))
 # The tail's bound counts the tokens above this second floor at _TAIL_FLOOR and the rest at
@@ -202,8 +203,8 @@ _HEAD_SHARE = 0.25  # a head larger than this share of the vocabulary saves noth
 
 def _head(logits: FloatRow, peak: float, params: SamplingParams) -> _Head | None:
     """The head of ``logits`` under ``params``, or None when sampling must weigh every token:
-    a flat distribution (a high temperature), or a ``top_p`` nucleus whose edge the tail's
-    unknown mass could move."""
+    a flat distribution (a high temperature), or a ``top_p`` nucleus that reaches into the
+    tail."""
     temperature = params.temperature
     bound = np.float32(peak + temperature * np.log(_TAIL_FLOOR))
     in_head = logits >= bound
