@@ -17,6 +17,7 @@ is an ``error`` event with the next ``sequence_number``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
@@ -168,30 +169,31 @@ class Outbox:
     """Events from the task that produces them to the task that writes them. The writer takes
     everything produced since its last write in one piece: the events of one upstream read (or
     one engine step) leave in one write, not one write each. The producer waits while
-    ``limit`` bytes are untaken (a slow client holds back the upstream, as before)."""
+    ``limit`` bytes are untaken (a slow client holds back the upstream, as before).
+
+    Each side waits on a bare asyncio future (this runs once per token; an anyio event costs
+    a backend lookup each time it is made)."""
 
     def __init__(self, limit: int = 1 << 16) -> None:
         self.limit = limit
         self.parts: list[bytes] = []
         self.size = 0
         self.done = False
-        self._filled: anyio.Event | None = None  # the writer waits for events
-        self._taken: anyio.Event | None = None  # the producer waits for room
+        self._filled: asyncio.Future[None] | None = None  # the writer waits for events
+        self._taken: asyncio.Future[None] | None = None  # the producer waits for room
 
     async def fill(self, events: AsyncIterator[bytes]) -> None:
         try:
             async for data in events:
                 self.parts.append(data)
                 self.size += len(data)
-                if self._filled is not None:
-                    self._filled.set()
+                _wake(self._filled)
                 if self.size >= self.limit:
-                    self._taken = anyio.Event()
-                    await self._taken.wait()
+                    self._taken = asyncio.get_running_loop().create_future()
+                    await self._taken
         finally:
             self.done = True
-            if self._filled is not None:
-                self._filled.set()
+            _wake(self._filled)
 
     @property
     def ended(self) -> bool:
@@ -203,16 +205,21 @@ class Outbox:
         while not self.parts:
             if self.done:
                 return None
-            self._filled = anyio.Event()
-            await self._filled.wait()
+            self._filled = asyncio.get_running_loop().create_future()
+            await self._filled
         self._filled = None
         data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         self.parts.clear()
         self.size = 0
         if self._taken is not None:
-            self._taken.set()
+            _wake(self._taken)
             self._taken = None
         return data
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 async def _close(body: AsyncIterator[Any]) -> None:

@@ -9,6 +9,7 @@ aborts the request within one engine step.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 from pampero.inference import EngineEvent
@@ -17,8 +18,11 @@ Item = EngineEvent | BaseException | None
 
 
 class EventStream:
+    # A deque and one waiter rather than an asyncio.Queue: this runs once per token on the
+    # event loop, and a queue's getter bookkeeping costs more than the rest of the hop.
     def __init__(self) -> None:
-        self._items: asyncio.Queue[Item] = asyncio.Queue()
+        self._items: deque[Item] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._finished = False
         self._cancel: Callable[[], None] | None = None
 
@@ -27,7 +31,10 @@ class EventStream:
         self._cancel = cancel
 
     def put(self, item: Item) -> None:
-        self._items.put_nowait(item)
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> EventStream:
         return self
@@ -35,11 +42,16 @@ class EventStream:
     async def __anext__(self) -> EngineEvent:
         if self._finished:
             raise StopAsyncIteration
-        try:
-            item = await self._items.get()
-        except BaseException:
-            await self.aclose()
-            raise
+        if not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            except BaseException:
+                await self.aclose()
+                raise
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
         if item is None:
             self._finished = True
             raise StopAsyncIteration

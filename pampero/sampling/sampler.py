@@ -81,6 +81,7 @@ class Sampler:
         )
         self.plain_greedy = params.greedy and not self._processes
         # Processing that edits a handful of tokens, done in the row and undone (``choose``).
+        self._fixed_touched: list[npt.NDArray[np.int64] | None] = [None, None]
         self._sparse = (
             self._processes
             and self.constraint is None
@@ -147,14 +148,18 @@ class Sampler:
 
     def _touched(self, output_ids: Sequence[int]) -> npt.NDArray[np.int64]:
         """Every token ``_edit`` can change when only its sparse edits apply (``_sparse``)."""
-        parts = [self._bias_ids]
-        if len(output_ids) < self.params.min_tokens:
-            parts.append(self._min_suppress)
-        if self.params.ignore_eos:
-            parts.append(self._end_ids)
+        early = len(output_ids) < self.params.min_tokens
+        fixed = self._fixed_touched[early]
+        if fixed is None:  # made once: it does not depend on the output but for min_tokens
+            parts = [self._bias_ids]
+            if early:
+                parts.append(self._min_suppress)
+            if self.params.ignore_eos:
+                parts.append(self._end_ids)
+            fixed = self._fixed_touched[early] = np.concatenate(parts)
         if self._penalised:
-            parts += [self._prompt_unique, np.asarray(output_ids, dtype=np.int64)]
-        return np.concatenate(parts)
+            return np.concatenate([fixed, self._prompt_unique, np.asarray(output_ids, np.int64)])
+        return fixed
 
     def _penalise(self, row: FloatRow, output_ids: Sequence[int]) -> None:
         params = self.params
@@ -191,12 +196,13 @@ class Sampler:
 # Sampling over the whole vocabulary works on the head: the tokens whose weight (the softmax at
 # the temperature, the best token weighing 1) is at least _TAIL_FLOOR, a few hundred or
 # thousand of 150k at usual temperatures. The tail below it holds at most
-# len(tail) * _TAIL_FLOOR of the mass (1.7% for 150k tokens; the bound below, with
-# _DEEP_FLOOR, is usually far tighter), and is only
-# ever weighed, exactly, on the rare draws that could land in it (``_Head.sample``).
+# len(tail) * _TAIL_FLOOR of the mass (1.7% for 150k tokens), and is only ever weighed,
+# exactly, on the rare draws that could land in it (``_Head.sample``).
 _TAIL_FLOOR = float(np.exp(-16.0))
-# The tail's bound counts the tokens above this second floor at _TAIL_FLOOR and the rest at
-# this one: about 40 times tighter than counting every tail token at _TAIL_FLOOR.
+# When that first bound leaves a draw (or a top_p cut) undecided, a tighter one counts the tail
+# tokens above this second floor at _TAIL_FLOOR and the rest at this one: about 40 times
+# tighter, for one more pass over the row. Only if that still leaves it open is the tail
+# weighed token by token.
 _DEEP_FLOOR = float(np.exp(-24.0))
 _HEAD_SHARE = 0.25  # a head larger than this share of the vocabulary saves nothing
 
@@ -204,23 +210,25 @@ _HEAD_SHARE = 0.25  # a head larger than this share of the vocabulary saves noth
 def _head(logits: FloatRow, peak: float, params: SamplingParams) -> _Head | None:
     """The head of ``logits`` under ``params``, or None when sampling must weigh every token:
     a flat distribution (a high temperature), or a ``top_p`` nucleus that reaches into the
-    tail."""
+    tail.
+
+    This runs once per sampled token right after a decode, when the row and everything else
+    the sampler touches has left the CPU caches: it makes as few passes and numpy calls as it
+    can (one comparison over the row, then work on the head alone)."""
     temperature = params.temperature
     bound = np.float32(peak + temperature * np.log(_TAIL_FLOOR))
-    in_head = logits >= bound
-    n_head = int(np.count_nonzero(in_head))
-    if n_head > _HEAD_SHARE * len(logits):
+    ids = np.flatnonzero(logits >= bound)
+    if len(ids) > _HEAD_SHARE * len(logits):
         return None
-    ids = np.flatnonzero(in_head)
-    weights = _weights(logits[ids], temperature)  # the peak is in the head: it weighs 1
+    weights = logits[ids]
+    weights -= np.float32(peak)  # the peak is in the head: it weighs 1
+    weights *= np.float32(1.0 / temperature)
+    np.exp(weights, out=weights)
     # What the tail can weigh at most (a hair over, for exp's rounding); min_p at or above the
     # floor removes it exactly as it would remove it from the whole vocabulary.
-    deep = np.float32(peak + temperature * np.log(_DEEP_FLOOR))
-    n_mid = int(np.count_nonzero(logits >= deep)) - n_head
-    n_deep = len(logits) - n_head - n_mid
-    tail = (n_mid * _TAIL_FLOOR + n_deep * _DEEP_FLOOR) * 1.001
+    tail = (len(logits) - len(ids)) * _TAIL_FLOOR * 1.001
     if params.min_p > 0.0:
-        weights = np.where(weights >= params.min_p, weights, np.float32(0.0))
+        weights[weights < params.min_p] = 0.0
         if params.min_p >= _TAIL_FLOOR:
             tail = 0.0
     head = _Head(ids, weights, tail, peak, bound, params)
@@ -244,6 +252,20 @@ class _Head:
         self.ids, self.weights, self.tail = ids, weights, tail
         self.head_ids = ids  # the whole head, kept when a nucleus narrows ``ids``
         self.peak, self.bound, self.params = peak, bound, params
+        self._tight = tail == 0.0
+
+    def tighten(self, logits: FloatRow) -> bool:
+        """Replace the tail's first bound by the tighter one (``_DEEP_FLOOR``); False when it
+        already was."""
+        if self._tight:
+            return False
+        self._tight = True
+        deep = np.float32(self.peak + self.params.temperature * np.log(_DEEP_FLOOR))
+        n_head = len(self.head_ids)
+        n_mid = int(np.count_nonzero(logits >= deep)) - n_head
+        n_deep = len(logits) - n_head - n_mid
+        self.tail = min(self.tail, (n_mid * _TAIL_FLOOR + n_deep * _DEEP_FLOOR) * 1.001)
+        return True
 
     def nucleus(self, top_p: float, logits: FloatRow) -> bool:
         """Narrow the head to the ``top_p`` nucleus of the whole distribution; False when that
@@ -253,29 +275,34 @@ class _Head:
         and every tail token weighs less than every head token: once the head holds ``top_p``
         of the total, the nucleus is a prefix of the head sorted by weight. The total is
         bounded by the head's mass plus the tail's bound; only when the cut could move within
-        those bounds is the tail weighed. Sorting starts, as in ``_top_p``, with the tokens
-        above a floor, enough whenever they hold the target."""
+        those bounds is the bound tightened, and if it still could, the tail weighed. Sorting
+        starts, as in ``_top_p``, with the tokens above a floor, enough whenever they hold the
+        target."""
         mass = float(self.weights.sum(dtype=np.float64))
-        low, high = top_p * mass, top_p * (mass + self.tail)
         weights = self.weights
         candidates = np.arange(len(weights))
         for floor in _TOP_P_FLOORS:
             if floor <= 0.0:
                 break
             above = np.flatnonzero(weights >= np.float32(floor))
-            if float(weights[above].sum(dtype=np.float64)) >= high:
+            if float(weights[above].sum(dtype=np.float64)) >= top_p * (mass + self.tail):
                 candidates = above
                 break
         order = candidates[np.argsort(-weights[candidates], kind="stable")]
         cumulative = np.cumsum(weights[order], dtype=np.float64)
-        cut = int(np.searchsorted(cumulative, low)) + 1
-        if high > mass or int(np.searchsorted(cumulative, high)) + 1 != cut:
+        cut = int(np.searchsorted(cumulative, top_p * mass)) + 1
+
+        def settled() -> bool:
+            high = top_p * (mass + self.tail)
+            return high <= cumulative[-1] and int(np.searchsorted(cumulative, high)) + 1 == cut
+
+        if not settled() and not (self.tighten(logits) and settled()):
             target = top_p * (mass + self._tail_weights(logits).sum(dtype=np.float64))
             if target > cumulative[-1]:
                 return False
             cut = int(np.searchsorted(cumulative, target)) + 1
         keep = order[:cut]  # most likely first, as ``_top_p`` orders its nucleus
-        self.ids, self.weights, self.tail = self.ids[keep], weights[keep], 0.0
+        self.ids, self.weights, self.tail, self._tight = self.ids[keep], weights[keep], 0.0, True
         return True
 
     def _tail_weights(self, logits: FloatRow) -> FloatRow:
@@ -293,24 +320,36 @@ class _Head:
 
         Head or tail is decided first, at the exact odds ``head / (head + tail)``: a ``u``
         below ``head / (head + bound)`` is below those odds whatever the tail weighs, and is
-        then, rescaled, a uniform draw inside the head. Only above it is the tail weighed;
-        the same ``u`` then decides between the two at the exact odds and, rescaled again,
-        draws inside the part it chose. Each token keeps probability ``weight / total``."""
-        head = float(self.weights.sum(dtype=np.float64))
+        then, rescaled, a uniform draw inside the head. Above it the bound is tightened and
+        the same holds for the stretch the tighter bound adds (rescaled to that stretch);
+        only above that is the tail weighed, and the same ``u`` then decides between the two
+        at the exact odds and, rescaled again, draws inside the part it chose. Each token
+        keeps probability ``weight / total``."""
+        weights = self.weights
+        if len(weights) <= _DRAW_BLOCK:
+            cumulative = np.cumsum(weights, dtype=np.float64)
+            head = float(cumulative[-1])
+        else:
+            cumulative, head = None, float(weights.sum(dtype=np.float64))
         sure = head / (head + self.tail)
         if u < sure:
-            return int(self.ids[_draw(self.weights, u / sure)])
+            return int(self.ids[_draw(weights, u / sure, cumulative)])
+        if self.tighten(logits):
+            tighter = head / (head + self.tail)
+            if u < tighter:
+                return int(self.ids[_draw(weights, (u - sure) / (tighter - sure), cumulative)])
+            sure = tighter
         tail_weights = self._tail_weights(logits)
         exact = head / (head + float(tail_weights.sum(dtype=np.float64)))
         if u < exact:
-            return int(self.ids[_draw(self.weights, (u - sure) / (exact - sure))])
+            return int(self.ids[_draw(weights, (u - sure) / (exact - sure), cumulative)])
         return _draw(tail_weights, (u - exact) / (1.0 - exact))
 
 
 _DRAW_BLOCK = 2048
 
 
-def _draw(weights: FloatRow, u: float) -> int:
+def _draw(weights: FloatRow, u: float, cumulative: npt.NDArray[np.float64] | None = None) -> int:
     """The index where ``u`` (in [0, 1)) of the total weight falls: inverse-CDF sampling.
 
     A float64 running sum over a whole vocabulary (150k entries) costs about a millisecond a
@@ -319,7 +358,8 @@ def _draw(weights: FloatRow, u: float) -> int:
     order of the sums."""
     n = len(weights)
     if n <= _DRAW_BLOCK:
-        cumulative = np.cumsum(weights, dtype=np.float64)
+        if cumulative is None:
+            cumulative = np.cumsum(weights, dtype=np.float64)
         return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), n - 1)
     starts = np.arange(0, n, _DRAW_BLOCK)
     blocks = np.cumsum(np.add.reduceat(weights, starts, dtype=np.float64))

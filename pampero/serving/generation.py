@@ -65,6 +65,9 @@ class Generation:
         self._closed = False
         self.draft_tokens = 0  # speculative decoding, whole request
         self.accepted_draft_tokens = 0
+        # Looked up once: a labels() lookup per token costs more than the observation.
+        self._inter_token = metrics.inter_token_latency.labels(served.id)
+        self._generated = metrics.generation_tokens.labels(served.id)
 
     @classmethod
     def batch(
@@ -100,21 +103,22 @@ class Generation:
         """Engine events, each already folded into ``choices`` and ``usage``."""
         model = self.served.id
         try:
-            async for event in self._engine_events():
-                self._observe(event, model)
-                for delta in event.deltas:
-                    if delta.error is not None:  # e.g. a constraint over its CPU budget
-                        raise delta.error
-                    self.choices[delta.index].absorb(delta)
+            while self._head:
+                event = self._head.pop(0)
+                self._fold(event, model)
+                yield event
+            async for event in self._stream:
+                self._fold(event, model)
                 yield event
         finally:
             await self.aclose()
 
-    async def _engine_events(self) -> AsyncIterator[EngineEvent]:
-        while self._head:
-            yield self._head.pop(0)
-        async for event in self._stream:
-            yield event
+    def _fold(self, event: EngineEvent, model: str) -> None:
+        self._observe(event, model)
+        for delta in event.deltas:
+            if delta.error is not None:  # e.g. a constraint over its CPU budget
+                raise delta.error
+            self.choices[delta.index].absorb(delta)
 
     async def aclose(self) -> None:
         """Abort the engine request unless it finished; safe to call again, and whether or
@@ -148,10 +152,10 @@ class Generation:
             self.metrics.prompt_tokens.labels(model).inc(self.usage.prompt_tokens)
             self.metrics.cached_prompt_tokens.labels(model).inc(self.usage.cached_tokens)
         else:
-            self.metrics.inter_token_latency.labels(model).observe(now - self._last_token_at)
+            self._inter_token.observe(now - self._last_token_at)
         self._last_token_at = now
         self.usage.completion_tokens += new_tokens
-        self.metrics.generation_tokens.labels(model).inc(new_tokens)
+        self._generated.inc(new_tokens)
 
     def _observe_drafts(self, event: EngineEvent, model: str) -> None:
         if event.draft_tokens > self.draft_tokens:
