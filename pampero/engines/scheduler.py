@@ -275,12 +275,10 @@ class Scheduler:
     def _drain_inbox(self, *, block: bool, stop: threading.Event) -> None:
         if block:
             self._wake.wait(timeout=0.5)
-        self._wake.clear()
-        while True:
-            try:
-                kind, request = self._inbox.get_nowait()
-            except queue.Empty:
-                return
+        if self._wake.is_set():  # a submit setting it after this is seen at the next wait
+            self._wake.clear()
+        while not self._inbox.empty():  # once per step: no exception when there is nothing
+            kind, request = self._inbox.get_nowait()
             if kind == "submit":
                 heapq.heappush(self._waiting, (request.sort_key(), request))
             else:
@@ -304,6 +302,8 @@ class Scheduler:
         self._flush()
 
     def _admit(self) -> None:
+        if not self._waiting:
+            return
         while self._waiting:
             request = self._waiting[0][1]
             if request.cancelled:
@@ -555,6 +555,8 @@ class Scheduler:
         if not tok:
             empty = np.empty(0, dtype=np.int32)
             return rows, empty, empty, empty, np.empty(0, dtype=np.int8)
+        if len(tok) == 1:  # the usual step: decoding sequences only
+            return rows, tok[0], pos[0], sid[0], out[0]
         return (
             rows,
             np.concatenate(tok),

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import llama_cpp as L
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -122,6 +123,23 @@ def test_decode_returns_one_row_per_requested_logit(clean: LlamaRunner) -> None:
     every = decode(clean, prompt_rows(ids, 0, all_logits=True))
     assert every.shape == (len(ids), clean.n_vocab)
     np.testing.assert_allclose(every[-1], last_only[0], atol=1e-3)
+
+
+def test_the_logits_are_a_view_of_llama_cpps_own_buffer_whatever_its_size(
+    clean: LlamaRunner,
+) -> None:
+    # The runner keeps one numpy view per buffer address and row count; the view must always
+    # be the buffer llama.cpp just wrote, also once it has grown (more rows than ever before).
+    ids = clean.tokenizer.encode("one two three four five six seven eight nine ten eleven")
+    for n_rows in (1, 3, 1, len(ids), 2):
+        clean.seq_remove(0)
+        rows = [(t, i, 0, i >= len(ids) - n_rows) for i, t in enumerate(ids)]
+        t, p, s, w = (np.asarray(c, dtype) for c, dtype in zip(zip(*rows, strict=True),
+                      (np.int32, np.int32, np.int32, np.int8), strict=True))  # fmt: skip
+        got = clean.decode(t, p, s, w)
+        own = np.ctypeslib.as_array(L.llama_get_logits(clean._ctx), shape=(n_rows, clean.n_vocab))
+        assert got.shape == (n_rows, clean.n_vocab)
+        assert got.ctypes.data == own.ctypes.data and np.array_equal(got, own)
 
 
 def test_batched_sequences_decode_like_sequences_alone(clean: LlamaRunner) -> None:

@@ -61,6 +61,12 @@ def _silence_llama_logs() -> object:
 
 _LOG_CALLBACK: list[object] = []
 
+# llama_get_logits returning the bare address: llama-cpp-python's binding returns a float
+# pointer, and casting that to an address costs a Python-level ctypes call per step.
+_get_logits_address = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+    ("llama_get_logits", L.llama_cpp._lib)
+)
+
 
 class LlamaRunner:
     """Owns a llama.cpp model, its context and its batch buffers. Not thread-safe: the
@@ -155,6 +161,7 @@ class LlamaRunner:
         batch.seq_id = ctypes.cast(self._seq_ptrs, ctypes.POINTER(seq_ptr_type))
         batch.logits = self._logits_flag.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
         self._batch = batch
+        self._views: dict[tuple[int, int], npt.NDArray[np.float32]] = {}
 
     def decode(
         self,
@@ -178,8 +185,24 @@ class LlamaRunner:
         n_out = int(np.count_nonzero(want_logits))
         if n_out == 0:
             return np.empty((0, self.n_vocab), dtype=np.float32)
-        pointer = L.llama_get_logits(self._ctx)
-        return np.ctypeslib.as_array(pointer, shape=(n_out, self.n_vocab))
+        return self._logits(n_out)
+
+    def _logits(self, n_out: int) -> npt.NDArray[np.float32]:
+        """The first ``n_out`` rows of llama.cpp's logits buffer, as a numpy view (no copy).
+
+        The view is made once per buffer address and row count: ``np.ctypeslib.as_array``
+        builds a ctypes array type on every call, which cost more than a sampled token's
+        numpy work. llama.cpp moves the buffer only when it grows, and then the address
+        changes, so a stale view is never reused."""
+        address = _get_logits_address(self._ctx) or 0
+        view = self._views.get((address, n_out))
+        if view is None:
+            if len(self._views) > 64:  # the buffer moved (it grew): forget the old views
+                self._views.clear()
+            buffer = (ctypes.c_float * (n_out * self.n_vocab)).from_address(address)
+            view = np.frombuffer(buffer, dtype=np.float32).reshape(n_out, self.n_vocab)
+            self._views[(address, n_out)] = view
+        return view
 
     def warm_up(self) -> None:
         """Run the shapes the scheduler will run, then forget them, as llama.cpp's own tools
