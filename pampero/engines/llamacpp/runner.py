@@ -200,7 +200,7 @@ class LlamaRunner:
             if len(self._views) > 64:  # the buffer moved (it grew): forget the old views
                 self._views.clear()
             buffer = (ctypes.c_float * (n_out * self.n_vocab)).from_address(address)
-            view = np.frombuffer(buffer, dtype=np.float32).reshape(n_out, self.n_vocab)
+            view = np.frombuffer(memoryview(buffer), dtype=np.float32).reshape(n_out, self.n_vocab)
             self._views[(address, n_out)] = view
         return view
 
