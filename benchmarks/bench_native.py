@@ -26,12 +26,17 @@ Workloads, each on every server:
   prompt tokens served from cache (``usage.prompt_tokens_details.cached_tokens``).
 - **memory**: the server process's resident memory once the run is over (idle), its peak
   over the run (``VmHWM``), and its worker processes' when it has any.
+- **paired decode** (``--paired N``, after the rounds): llama-server and pampero loaded side
+  by side (only one ever streaming), ``N`` single streams each, alternating A B, B A, ...; the
+  median of the per-pair ratios. The machine's drift weighs on both sides of every pair, so
+  this resolves differences of 1-2% that separate runs (several percent apart) cannot.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -405,6 +410,62 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def paired_decode(cfg: Config, pairs: int) -> str:
+    """Single-stream decode, llama-server and pampero loaded together and streamed in turn
+    (A B, B A, ...): each pair's ratio, their median and spread."""
+    sides = [LLAMA_SERVER, PAMPERO]
+    with contextlib.ExitStack() as stack:
+        bases: dict[str, tuple[str, str]] = {}
+        for side in sides:
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            log = LOG_DIR / f"native-paired-{side}.log"
+            model = stack.enter_context(running_server(command(side, cfg, port), base, log, 600.0))
+            bases[side] = (base, model)
+        rates = asyncio.run(_paired_rates(bases, cfg, pairs))
+    ratios = sorted(p / n for n, p in zip(rates[LLAMA_SERVER], rates[PAMPERO], strict=True))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return (
+        f"paired single-stream decode, {pairs} pairs: llama-server median "
+        f"{statistics.median(rates[LLAMA_SERVER]):.2f} tok/s, pampero median "
+        f"{statistics.median(rates[PAMPERO]):.2f} tok/s; pampero / llama-server per pair: median "
+        f"{statistics.median(ratios):.3f}, quartiles {quartiles[0]:.3f} - {quartiles[2]:.3f}, "
+        f"range {ratios[0]:.3f} - {ratios[-1]:.3f}"
+    )
+
+
+async def _paired_rates(
+    bases: dict[str, tuple[str, str]], cfg: Config, pairs: int
+) -> dict[str, list[float]]:
+    user = [{"role": "user", "content": "Explain how a hash map works, in detail."}]
+    limits = httpx.Limits(max_keepalive_connections=0)
+    rates: dict[str, list[float]] = {side: [] for side in bases}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            side: await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base,
+                    timeout=httpx.Timeout(600.0, connect=10.0),
+                    limits=limits,
+                    headers={"connection": "close"},
+                )
+            )
+            for side, (base, _) in bases.items()
+        }
+
+        async def one(side: str) -> float:
+            plain = {"temperature": 0.7, "max_tokens": cfg.max_tokens, **fixed_length(side, cfg)}
+            return (await stream_chat(clients[side], bases[side][1], user, **plain)).rate
+
+        order = list(bases)
+        for side in order:  # one warm-up stream each
+            await one(side)
+        for index in range(pairs):
+            for side in order if index % 2 == 0 else reversed(order):
+                rates[side].append(await one(side))
+    return rates
+
+
 def run_rounds(
     sides: list[str],
     cfg: Config,
@@ -463,6 +524,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report each figure's median (a drift of the machine then weighs on every side alike)",
     )
     parser.add_argument("--only", choices=[LLAMA_SERVER, PAMPERO, PAMPERO_UNIFIED])
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the rounds, N single-stream pairs with llama-server and pampero loaded "
+        "side by side, alternating (see the module's docstring)",
+    )
     parser.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
@@ -480,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.binary = build_llama_server(llama_cpp_version(), args.build_jobs)
     results = run_rounds(sides, cfg, args.rounds)
     report = render(results, cfg, sys.orig_argv, args.rounds)
+    if args.paired > 0 and cfg.binary is not None and PAMPERO in sides:
+        report += "\n\n" + paired_decode(cfg, args.paired)
     print(report)
     if args.write:
         existing = args.write.read_text() if args.write.exists() else None
