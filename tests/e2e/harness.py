@@ -60,6 +60,15 @@ def serve_command(*flags: str) -> list[str]:
     return [python, "-m", "pampero", "serve", "--config", str(CONFIG), *flags]
 
 
+def run_to_exit(
+    argv: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (a server that must refuse to start) to its end: exit code and output."""
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,7 +3,6 @@ body limit, a tiny queue, and a public bind."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 
@@ -12,7 +11,7 @@ import openai
 import pytest
 
 from tests.e2e import sse
-from tests.e2e.harness import check_error, serve_command
+from tests.e2e.harness import check_error, run_to_exit, serve_command
 
 pytestmark = pytest.mark.e2e
 
@@ -174,14 +173,7 @@ def test_a_burst_gets_some_answers_and_429s(one_seat_api):
 
 
 def test_public_bind_without_keys_refuses_to_start(pampero_env):
-    done = subprocess.run(
-        serve_command("--host", "0.0.0.0", "--port", "0"),
-        env=pampero_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_to_exit(serve_command("--host", "0.0.0.0", "--port", "0"), pampero_env)
     assert done.returncode != 0
     assert "refusing to bind 0.0.0.0 without API keys" in done.stderr
     assert "--api-key" in done.stderr and "--insecure-no-auth" in done.stderr
@@ -193,14 +185,7 @@ def test_settings_errors_never_print_the_api_key(pampero_env):
     # No config file and no PAMPERO_HOME: the keys come first in what pydantic echoes back.
     env = {k: v for k, v in pampero_env.items() if k != "PAMPERO_HOME"}
     flags = ["--api-key", "hunter2", "--n-batch", "16", "--max-seqs", "32"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pampero", "serve", *flags],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_to_exit([sys.executable, "-m", "pampero", "serve", *flags], env)
     assert done.returncode == 2
     assert "n_batch (16) must be at least max_seqs (32)" in done.stderr
     assert "hunter2" not in done.stderr
@@ -215,13 +200,9 @@ def test_public_bind_with_insecure_no_auth_starts(launch):
 def test_a_model_that_will_not_load_is_one_line_not_a_traceback(pampero_env, tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a gguf file" * 1000)
-    done = subprocess.run(
+    done = run_to_exit(
         [sys.executable, "-m", "pampero", "serve", "--model", str(broken), "--port", "0"],
-        env=pampero_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        pampero_env,
     )
     assert done.returncode == 3
     assert f"pampero could not start: llama.cpp could not load {broken}" in done.stderr

@@ -15,7 +15,6 @@ comparison between the two runs of each prompt.
 from __future__ import annotations
 
 import collections
-import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import MODEL_ID, Api, Launcher, Server, serve_command
+from tests.e2e.harness import MODEL_ID, Api, Launcher, Server, run_to_exit, serve_command
 from tests.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.e2e
@@ -124,13 +123,10 @@ def test_a_draft_model_with_another_vocabulary_refuses_to_start(
     pampero_env: dict[str, str], tmp_path: Path
 ) -> None:
     tiny = write_tiny_gguf(tmp_path / "tiny.gguf")  # 258 tokens of its own
-    done = subprocess.run(
+    done = run_to_exit(
         serve_command("--port", "0", "--model", "default", "--draft-model", str(tiny)),
-        env=pampero_env,
-        capture_output=True,
-        text=True,
+        pampero_env,
         timeout=300,
-        check=False,
     )
     assert done.returncode != 0
     assert "does not have the vocabulary" in done.stderr
@@ -140,13 +136,8 @@ def test_a_draft_model_with_another_vocabulary_refuses_to_start(
 def test_a_draft_default_without_a_draft_model_refuses_to_start(
     pampero_env: dict[str, str],
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pampero", "serve", "--speculative-method", "draft"],
-        env=pampero_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_to_exit(
+        [sys.executable, "-m", "pampero", "serve", "--speculative-method", "draft"], pampero_env
     )
     assert done.returncode == 2
     assert "needs a draft model" in done.stderr and "Traceback" not in done.stderr
