@@ -26,6 +26,7 @@ import anyio
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from pampero.engines.stream import wake
 from pampero.errors import EngineError, PamperoError
 from pampero.protocol.replies import Chunk
 
@@ -187,13 +188,13 @@ class Outbox:
             async for data in events:
                 self.parts.append(data)
                 self.size += len(data)
-                _wake(self._filled)
+                wake(self._filled)
                 if self.size >= self.limit:
                     self._taken = asyncio.get_running_loop().create_future()
                     await self._taken
         finally:
             self.done = True
-            _wake(self._filled)
+            wake(self._filled)
 
     @property
     def ended(self) -> bool:
@@ -212,14 +213,9 @@ class Outbox:
         self.parts.clear()
         self.size = 0
         if self._taken is not None:
-            _wake(self._taken)
+            wake(self._taken)
             self._taken = None
         return data
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
 
 
 async def _close(body: AsyncIterator[Any]) -> None:

@@ -302,7 +302,7 @@ class Scheduler:
         self._flush()
 
     def _admit(self) -> None:
-        if not self._waiting:
+        if not self._waiting:  # the usual step: nothing to admit, no free-slot count to redo
             return
         while self._waiting:
             request = self._waiting[0][1]

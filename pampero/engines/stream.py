@@ -17,6 +17,12 @@ from pampero.inference import EngineEvent
 Item = EngineEvent | BaseException | None
 
 
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    """Resolve a waiter future, if there is one still waiting (a cancelled one is left)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class EventStream:
     # A deque and one waiter rather than an asyncio.Queue: this runs once per token on the
     # event loop, and a queue's getter bookkeeping costs more than the rest of the hop.
@@ -32,9 +38,7 @@ class EventStream:
 
     def put(self, item: Item) -> None:
         self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        wake(self._waiter)
 
     def __aiter__(self) -> EventStream:
         return self
