@@ -239,6 +239,11 @@ class Meter:
             raise
         finally:
             self._settle_usage(status, seen, completion_estimate=passed)
+            # The stream owns engine requests: closing it (not just leaving the loop over
+            # it) is what aborts them when the client has gone.
+            closer = getattr(items, "aclose", None)
+            if closer is not None:
+                await closer()
 
     def _note_chunk(self, chunk: Chunk, seen: dict[str, Any]) -> bool:
         """A chat or completions chunk: its id and usage; the usage the client did not ask

@@ -87,25 +87,6 @@ class ResponsesFraming:
         )
 
 
-async def encode(
-    chunks: AsyncIterator[Mapping[str, Any]], framing: Framing | None = None
-) -> AsyncIterator[bytes]:
-    """``chunks`` as SSE events and the end marker; a failure becomes an in-band error."""
-    framing = framing or ChatFraming()
-    try:
-        async for chunk in chunks:
-            yield framing.frame(chunk)
-    except PamperoError as exc:
-        yield framing.error(exc)
-    except Exception as exc:  # an unexpected failure must still end the stream visibly
-        log.exception("stream failed")
-        yield framing.error(EngineError(f"generation failed: {type(exc).__name__}"))
-    finally:
-        await _close(chunks)
-    if framing.end:
-        yield framing.end
-
-
 class EventStreamResponse:
     """An ASGI response streaming ``chunks`` as ``text/event-stream``."""
 
@@ -116,7 +97,7 @@ class EventStreamResponse:
         framing: Framing | None = None,
     ) -> None:
         self.chunks = chunks
-        self.body = encode(chunks, framing)
+        self.framing = framing or ChatFraming()
         self.headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),
@@ -130,9 +111,7 @@ class EventStreamResponse:
             await self._serve(receive, send)
         finally:
             # Also when the stream task never started (the client left at once): the chunks
-            # own engine requests, and only closing them aborts them. Closing the encoder
-            # alone would not reach them if it never ran.
-            await _close(self.body)
+            # own engine requests, and only closing them aborts them.
             await _close(self.chunks)
 
     async def _serve(self, receive: Receive, send: Send) -> None:
@@ -152,7 +131,7 @@ class EventStreamResponse:
                     pass
                 group.cancel_scope.cancel()
 
-            group.start_soon(outbox.fill, self.body)
+            group.start_soon(outbox.fill, self.chunks, self.framing)
             group.start_soon(stream)
             group.start_soon(listen)
 
@@ -183,18 +162,38 @@ class Outbox:
         self._filled: asyncio.Future[None] | None = None  # the writer waits for events
         self._taken: asyncio.Future[None] | None = None  # the producer waits for room
 
-    async def fill(self, events: AsyncIterator[bytes]) -> None:
+    async def fill(self, chunks: AsyncIterator[Mapping[str, Any]], framing: Framing) -> None:
+        """``chunks`` as SSE events, then the end marker; a failure after the start becomes
+        an in-band error event. (Framed here, not in an async generator of its own: this runs
+        once per token, and every generator level costs a resumption per token.)"""
         try:
-            async for data in events:
-                self.parts.append(data)
-                self.size += len(data)
-                wake(self._filled)
-                if self.size >= self.limit:
-                    self._taken = asyncio.get_running_loop().create_future()
-                    await self._taken
+            try:
+                async for chunk in chunks:
+                    if self._put(framing.frame(chunk)):
+                        await self._room()
+            except PamperoError as exc:
+                self._put(framing.error(exc))
+            except Exception as exc:  # an unexpected failure must still end the stream visibly
+                log.exception("stream failed")
+                self._put(framing.error(EngineError(f"generation failed: {type(exc).__name__}")))
+            finally:
+                await _close(chunks)
+            if framing.end:
+                self._put(framing.end)
         finally:
             self.done = True
             wake(self._filled)
+
+    def _put(self, data: bytes) -> bool:
+        """Queue ``data`` for the writer; True when the producer must wait for room."""
+        self.parts.append(data)
+        self.size += len(data)
+        wake(self._filled)
+        return self.size >= self.limit
+
+    async def _room(self) -> None:
+        self._taken = asyncio.get_running_loop().create_future()
+        await self._taken
 
     @property
     def ended(self) -> bool:

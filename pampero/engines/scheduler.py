@@ -151,6 +151,9 @@ class Scheduler:
         self._free_slots = config.max_seqs  # approximate, read by submitters
         self._wake = threading.Event()
         self._outbox: Emission = []
+        # The logits flags of a step's decoding rows, all 1: sliced, not made, each step.
+        self._ones = np.ones(max(runner.n_batch, config.max_seqs), dtype=np.int8)
+        self._ones.flags.writeable = False
         self._cache: PrefixCache | None = None
         if config.prefix_cache and config.share_prefixes and config.cache_tokens:
             store: EntryStore | None = None
@@ -530,7 +533,7 @@ class Scheduler:
                 np.fromiter((s.n_past - s.pos_shift for s in decoding), np.int32, len(decoding))
             )
             sid.append(np.fromiter((s.slot for s in decoding), np.int32, len(decoding)))
-            out.append(np.ones(len(decoding), dtype=np.int8))
+            out.append(self._ones[: len(decoding)])
             for s in decoding:
                 rows.append(_Row(s, s.n_past, True))
                 s.n_past += 1

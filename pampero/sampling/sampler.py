@@ -29,6 +29,11 @@ _TOP_P_FLOORS = (1e-3, 1e-7, 0.0)
 # top_k (and top logprobs) first select among the tokens within this many logits of the best;
 # the first width that holds at least k tokens holds the k best.
 _TOP_K_WIDTHS = (6.0, 12.0, 24.0)
+# The per-token path calls ufuncs and array methods, not numpy's module functions: np.max,
+# np.flatnonzero, np.cumsum and np.searchsorted each pass through two to ten Python-level
+# wrappers (dispatchers, _wrapfunc, ravel), and right after a decode every one of them runs
+# with cold caches: about 2 us each, a few per cent of a token's Python time.
+_peak_of = np.maximum.reduce
 
 
 class Sampler:
@@ -109,10 +114,10 @@ class Sampler:
 
     def _pick(self, logits: FloatRow) -> int:
         if self.params.greedy:
-            if self._processes and not np.isfinite(np.max(logits)):
+            if self._processes and not np.isfinite(_peak_of(logits)):
                 return -1
-            return int(np.argmax(logits))
-        peak = float(np.max(logits))
+            return int(logits.argmax())
+        peak = float(_peak_of(logits))
         if not np.isfinite(peak):
             return -1
         return self._sample(logits, peak)
@@ -198,7 +203,8 @@ class Sampler:
 # thousand of 150k at usual temperatures. The tail below it holds at most
 # len(tail) * _TAIL_FLOOR of the mass (1.7% for 150k tokens), and is only ever weighed,
 # exactly, on the rare draws that could land in it (``_Head.sample``).
-_TAIL_FLOOR = float(np.exp(-16.0))
+_LOG_TAIL_FLOOR = -16.0
+_TAIL_FLOOR = float(np.exp(_LOG_TAIL_FLOOR))
 # When that first bound leaves a draw (or a top_p cut) undecided, a tighter one counts the tail
 # tokens above this second floor at _TAIL_FLOOR and the rest at this one: about 40 times
 # tighter, for one more pass over the row. Only if that still leaves it open is the tail
@@ -216,8 +222,8 @@ def _head(logits: FloatRow, peak: float, params: SamplingParams) -> _Head | None
     the sampler touches has left the CPU caches: it makes as few passes and numpy calls as it
     can (one comparison over the row, then work on the head alone)."""
     temperature = params.temperature
-    bound = np.float32(peak + temperature * np.log(_TAIL_FLOOR))
-    ids = np.flatnonzero(logits >= bound)
+    bound = np.float32(peak + temperature * _LOG_TAIL_FLOOR)
+    ids = (logits >= bound).nonzero()[0]
     if len(ids) > _HEAD_SHARE * len(logits):
         return None
     weights = logits[ids]
@@ -327,7 +333,7 @@ class _Head:
         keeps probability ``weight / total``."""
         weights = self.weights
         if len(weights) <= _DRAW_BLOCK:
-            cumulative = np.cumsum(weights, dtype=np.float64)
+            cumulative = weights.cumsum(dtype=np.float64)
             head = float(cumulative[-1])
         else:
             cumulative, head = None, float(weights.sum(dtype=np.float64))
@@ -359,8 +365,8 @@ def _draw(weights: FloatRow, u: float, cumulative: npt.NDArray[np.float64] | Non
     n = len(weights)
     if n <= _DRAW_BLOCK:
         if cumulative is None:
-            cumulative = np.cumsum(weights, dtype=np.float64)
-        return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), n - 1)
+            cumulative = weights.cumsum(dtype=np.float64)
+        return min(int(cumulative.searchsorted(u * cumulative[-1], side="right")), n - 1)
     starts = np.arange(0, n, _DRAW_BLOCK)
     blocks = np.cumsum(np.add.reduceat(weights, starts, dtype=np.float64))
     target = u * blocks[-1]

@@ -155,3 +155,30 @@ def test_closing_a_stream_body_that_never_started_aborts_its_generations() -> No
 
     asyncio.run(close_unstarted())
     assert all(s.closed for s in streams)
+
+
+# -- serving: per-token metrics reach prometheus in batches ---------------------------------------
+
+
+def test_token_metrics_are_reported_every_sixteen_tokens_and_in_full_at_the_end() -> None:
+    (generation,) = _generations([_Stream(40)])
+    registry = generation.metrics.registry
+
+    def tokens() -> float:
+        return registry.get_sample_value("pampero_generation_tokens_total", {"model": "fake"}) or 0
+
+    def gaps() -> float:
+        name = "pampero_inter_token_latency_seconds_count"
+        return registry.get_sample_value(name, {"model": "fake"}) or 0
+
+    seen: list[tuple[int, float, float]] = []
+
+    async def consume() -> None:
+        async for _ in generation.events():
+            seen.append((generation.usage.completion_tokens, tokens(), gaps()))
+
+    asyncio.run(consume())
+    assert seen[9] == (10, 0, 0)  # not yet: fewer than 16 gaps since the first token
+    assert seen[16] == (17, 17, 16)  # the first batch: 17 tokens, 16 gaps between them
+    assert seen[20] == (21, 17, 16)
+    assert (tokens(), gaps()) == (40, 39)  # the rest when the stream ends

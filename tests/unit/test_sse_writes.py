@@ -5,13 +5,13 @@ reads slowly holds the producer back instead of letting events pile up."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
 from pampero.api.sse import DONE, EventStreamResponse, Outbox
-from pampero.errors import UpstreamError
+from pampero.errors import PamperoError, UpstreamError
 
 
 def chunk(text: str) -> dict[str, Any]:
@@ -71,15 +71,24 @@ def test_a_failure_after_the_start_is_in_band_and_ends_the_stream() -> None:
 def test_a_slow_writer_holds_the_producer_back() -> None:
     produced = 0
 
-    async def events() -> AsyncIterator[bytes]:
+    class Fixed:  # every chunk is 40 bytes on the wire, and there is no end marker
+        end = b""
+
+        def frame(self, payload: Mapping[str, Any]) -> bytes:
+            return b"x" * 40
+
+        def error(self, error: PamperoError) -> bytes:
+            raise AssertionError(error)
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
         nonlocal produced
         for _ in range(10):
             produced += 1
-            yield b"x" * 40
+            yield {}
 
     async def run() -> list[int]:
         outbox = Outbox(limit=100)
-        filler = asyncio.ensure_future(outbox.fill(events()))
+        filler = asyncio.ensure_future(outbox.fill(events(), Fixed()))
         await asyncio.sleep(0)
         seen = [produced]  # stopped once 100 bytes waited: 3 events of 40
         taken = []

@@ -60,6 +60,9 @@ def _silence_llama_logs() -> object:
 
 
 _LOG_CALLBACK: list[object] = []
+# The flags are 0 or 1, so their sum counts the output rows; a ufunc's reduce is one C call,
+# where np.count_nonzero passes through two Python frames (this runs every step).
+_flag_sum = np.add.reduce
 
 # llama_get_logits returning the bare address: llama-cpp-python's binding returns a float
 # pointer, and casting that to an address costs a Python-level ctypes call per step.
@@ -182,7 +185,7 @@ class LlamaRunner:
         status = L.llama_decode(self._ctx, self._batch)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
-        n_out = int(np.count_nonzero(want_logits))
+        n_out = int(_flag_sum(want_logits, dtype=np.intp))
         if n_out == 0:
             return np.empty((0, self.n_vocab), dtype=np.float32)
         return self._logits(n_out)
