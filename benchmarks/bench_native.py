@@ -29,7 +29,10 @@ Workloads, each on every server:
 - **paired decode** (``--paired N``, after the rounds): llama-server and pampero loaded side
   by side (only one ever streaming), ``N`` single streams each, alternating A B, B A, ...; the
   median of the per-pair ratios. The machine's drift weighs on both sides of every pair, so
-  this resolves differences of 1-2% that separate runs (several percent apart) cannot.
+  this resolves differences of 1-2% that separate runs (several percent apart) cannot. The
+  process started first decodes faster on this machine (two identical servers side by side:
+  the second at 0.978-0.996 of the first), so half the pairs run with llama-server started
+  first and half, after a restart, with pampero started first; both halves are reported.
 """
 
 from __future__ import annotations
@@ -412,26 +415,49 @@ def descendants(pid: int) -> list[int]:
 
 def paired_decode(cfg: Config, pairs: int) -> str:
     """Single-stream decode, llama-server and pampero loaded together and streamed in turn
-    (A B, B A, ...): each pair's ratio, their median and spread."""
-    sides = [LLAMA_SERVER, PAMPERO]
-    with contextlib.ExitStack() as stack:
-        bases: dict[str, tuple[str, str]] = {}
-        for side in sides:
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            log = LOG_DIR / f"native-paired-{side}.log"
-            model = stack.enter_context(running_server(command(side, cfg, port), base, log, 600.0))
-            bases[side] = (base, model)
-        rates = asyncio.run(_paired_rates(bases, cfg, pairs))
-    ratios = sorted(p / n for n, p in zip(rates[LLAMA_SERVER], rates[PAMPERO], strict=True))
+    (A B, B A, ...): each pair's ratio, their median and spread. The servers are started in
+    one order for the first half of the pairs and in the other for the second half."""
+    halves = [(LLAMA_SERVER, PAMPERO), (PAMPERO, LLAMA_SERVER)]
+    rates: dict[str, list[float]] = {LLAMA_SERVER: [], PAMPERO: []}
+    by_half: list[list[float]] = []
+    for index, order in enumerate(halves):
+        count = (pairs + 1 - index) // 2  # the first half takes the odd pair
+        if count == 0:
+            continue
+        half = _paired_half(cfg, order, count)
+        for side in rates:
+            rates[side] += half[side]
+        by_half.append(_ratios(half))
+    ratios = sorted(r for half in by_half for r in half)
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    per_half = "; ".join(
+        f"{first} started first: median {statistics.median(half):.3f} over {len(half)}"
+        for (first, _), half in zip(halves, by_half, strict=False)
+    )
     return (
         f"paired single-stream decode, {pairs} pairs: llama-server median "
         f"{statistics.median(rates[LLAMA_SERVER]):.2f} tok/s, pampero median "
         f"{statistics.median(rates[PAMPERO]):.2f} tok/s; pampero / llama-server per pair: median "
         f"{statistics.median(ratios):.3f}, quartiles {quartiles[0]:.3f} - {quartiles[2]:.3f}, "
-        f"range {ratios[0]:.3f} - {ratios[-1]:.3f}"
+        f"range {ratios[0]:.3f} - {ratios[-1]:.3f} ({per_half})"
     )
+
+
+def _ratios(rates: dict[str, list[float]]) -> list[float]:
+    return [p / n for n, p in zip(rates[LLAMA_SERVER], rates[PAMPERO], strict=True)]
+
+
+def _paired_half(cfg: Config, order: tuple[str, str], pairs: int) -> dict[str, list[float]]:
+    """``pairs`` pairs with the servers started in ``order``."""
+    with contextlib.ExitStack() as stack:
+        bases: dict[str, tuple[str, str]] = {}
+        for side in order:
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            log = LOG_DIR / f"native-paired-{side}.log"
+            model = stack.enter_context(running_server(command(side, cfg, port), base, log, 600.0))
+            bases[side] = (base, model)
+        return asyncio.run(_paired_rates(bases, cfg, pairs))
 
 
 async def _paired_rates(

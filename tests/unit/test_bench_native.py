@@ -30,6 +30,33 @@ def test_rounds_alternate_the_order_and_report_each_figures_median() -> None:
     assert results == {"a": {"tok/s": 6.0}, "b": {"tok/s": 5.0, "only b": 7.0}, "c": {"tok/s": 4.0}}
 
 
+def test_paired_decode_starts_each_server_first_for_half_the_pairs(monkeypatch) -> None:
+    cfg = bench.Config(
+        model=Path("m.gguf"), threads=2, n_ctx=64, max_seqs=2, max_tokens=8, repeat=1,
+        conversations=1, turns=1, eog_ids=(0,),
+    )  # fmt: skip
+    calls: list[tuple[tuple[str, str], int]] = []
+
+    def half(_cfg: object, order: tuple[str, str], pairs: int) -> dict[str, list[float]]:
+        calls.append((order, pairs))
+        # Whichever server starts first is 10% faster, in every pair.
+        fast, slow = 55.0, 50.0
+        first, _ = order
+        return {
+            first: [fast] * pairs,
+            next(s for s in (bench.LLAMA_SERVER, bench.PAMPERO) if s != first): [slow] * pairs,
+        }
+
+    monkeypatch.setattr(bench, "_paired_half", half)
+    report = bench.paired_decode(cfg, 5)
+    pampero_first = (bench.PAMPERO, bench.LLAMA_SERVER)
+    assert calls == [((bench.LLAMA_SERVER, bench.PAMPERO), 3), (pampero_first, 2)]
+    # Three pairs at 50/55 and two at 55/50: the start order shows in each half.
+    assert "median 0.909, " in report
+    assert "llama-server started first: median 0.909 over 3" in report
+    assert "pampero started first: median 1.100 over 2" in report
+
+
 def test_memory_reads_the_server_and_its_workers() -> None:
     import subprocess
     import sys
