@@ -29,10 +29,11 @@ Workloads, each on every server:
 - **paired decode** (``--paired N``, after the rounds): llama-server and pampero loaded side
   by side (only one ever streaming), ``N`` single streams each, alternating A B, B A, ...; the
   median of the per-pair ratios. The machine's drift weighs on both sides of every pair, so
-  this resolves differences of 1-2% that separate runs (several percent apart) cannot. The
-  process started first decodes faster on this machine (two identical servers side by side:
-  the second at 0.978-0.996 of the first), so half the pairs run with llama-server started
-  first and half, after a restart, with pampero started first; both halves are reported.
+  this resolves differences of 1-2% that separate runs (several percent apart) cannot. Which
+  process was started first moves the ratio too (two identical servers side by side: the
+  second at 0.978-0.996 of the first), so half the pairs run with llama-server started first
+  and half, after a restart of both, with pampero started first; both halves are reported.
+  ``--paired-aggregate N`` does the same with ``--max-seqs`` streams sent at once.
 """
 
 from __future__ import annotations
@@ -413,10 +414,11 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def paired_decode(cfg: Config, pairs: int) -> str:
-    """Single-stream decode, llama-server and pampero loaded together and streamed in turn
-    (A B, B A, ...): each pair's ratio, their median and spread. The servers are started in
-    one order for the first half of the pairs and in the other for the second half."""
+def paired_decode(cfg: Config, pairs: int, width: int = 1) -> str:
+    """Decode of one stream (``width`` 1) or of ``width`` streams sent at once (their
+    aggregate), llama-server and pampero loaded together and run in turn (A B, B A, ...): each
+    pair's ratio, their median and spread. The servers are started in one order for the first
+    half of the pairs and in the other for the second half."""
     halves = [(LLAMA_SERVER, PAMPERO), (PAMPERO, LLAMA_SERVER)]
     rates: dict[str, list[float]] = {LLAMA_SERVER: [], PAMPERO: []}
     by_half: list[list[float]] = []
@@ -424,7 +426,7 @@ def paired_decode(cfg: Config, pairs: int) -> str:
         count = (pairs + 1 - index) // 2  # the first half takes the odd pair
         if count == 0:
             continue
-        half = _paired_half(cfg, order, count)
+        half = _paired_half(cfg, order, count, width)
         for side in rates:
             rates[side] += half[side]
         by_half.append(_ratios(half))
@@ -434,8 +436,9 @@ def paired_decode(cfg: Config, pairs: int) -> str:
         f"{first} started first: median {statistics.median(half):.3f} over {len(half)}"
         for (first, _), half in zip(halves, by_half, strict=False)
     )
+    what = "single-stream decode" if width == 1 else f"aggregate decode of {width} streams"
     return (
-        f"paired single-stream decode, {pairs} pairs: llama-server median "
+        f"paired {what}, {pairs} pairs: llama-server median "
         f"{statistics.median(rates[LLAMA_SERVER]):.2f} tok/s, pampero median "
         f"{statistics.median(rates[PAMPERO]):.2f} tok/s; pampero / llama-server per pair: median "
         f"{statistics.median(ratios):.3f}, quartiles {quartiles[0]:.3f} - {quartiles[2]:.3f}, "
@@ -447,7 +450,9 @@ def _ratios(rates: dict[str, list[float]]) -> list[float]:
     return [p / n for n, p in zip(rates[LLAMA_SERVER], rates[PAMPERO], strict=True)]
 
 
-def _paired_half(cfg: Config, order: tuple[str, str], pairs: int) -> dict[str, list[float]]:
+def _paired_half(
+    cfg: Config, order: tuple[str, str], pairs: int, width: int
+) -> dict[str, list[float]]:
     """``pairs`` pairs with the servers started in ``order``."""
     with contextlib.ExitStack() as stack:
         bases: dict[str, tuple[str, str]] = {}
@@ -457,14 +462,14 @@ def _paired_half(cfg: Config, order: tuple[str, str], pairs: int) -> dict[str, l
             log = LOG_DIR / f"native-paired-{side}.log"
             model = stack.enter_context(running_server(command(side, cfg, port), base, log, 600.0))
             bases[side] = (base, model)
-        return asyncio.run(_paired_rates(bases, cfg, pairs))
+        return asyncio.run(_paired_rates(bases, cfg, pairs, width))
 
 
 async def _paired_rates(
-    bases: dict[str, tuple[str, str]], cfg: Config, pairs: int
+    bases: dict[str, tuple[str, str]], cfg: Config, pairs: int, width: int
 ) -> dict[str, list[float]]:
     user = [{"role": "user", "content": "Explain how a hash map works, in detail."}]
-    limits = httpx.Limits(max_keepalive_connections=0)
+    limits = httpx.Limits(max_connections=width + 4, max_keepalive_connections=0)
     rates: dict[str, list[float]] = {side: [] for side in bases}
     async with contextlib.AsyncExitStack() as stack:
         clients = {
@@ -481,10 +486,12 @@ async def _paired_rates(
 
         async def one(side: str) -> float:
             plain = {"temperature": 0.7, "max_tokens": cfg.max_tokens, **fixed_length(side, cfg)}
+            if width > 1:
+                return await aggregate(clients[side], bases[side][1], plain, width)
             return (await stream_chat(clients[side], bases[side][1], user, **plain)).rate
 
         order = list(bases)
-        for side in order:  # one warm-up stream each
+        for side in order:  # one warm-up run each
             await one(side)
         for index in range(pairs):
             for side in order if index % 2 == 0 else reversed(order):
@@ -547,7 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=1,
         help="run every server this many times, in order then in reverse order and so on, and "
-        "report each figure's median (a drift of the machine then weighs on every side alike)",
+        "report each figure's median (a drift of the machine then weighs on every side alike); "
+        "0: only the paired figures",
     )
     parser.add_argument("--only", choices=[LLAMA_SERVER, PAMPERO, PAMPERO_UNIFIED])
     parser.add_argument(
@@ -557,6 +565,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="after the rounds, N single-stream pairs with llama-server and pampero loaded "
         "side by side, alternating (see the module's docstring)",
+    )
+    parser.add_argument(
+        "--paired-aggregate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N pairs of --max-seqs streams sent at once (aggregate decode), the same way",
     )
     parser.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--write", type=Path)
@@ -573,10 +588,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("bench_native: cmake is needed to build llama-server", file=sys.stderr)
             return 1
         cfg.binary = build_llama_server(llama_cpp_version(), args.build_jobs)
-    results = run_rounds(sides, cfg, args.rounds)
-    report = render(results, cfg, sys.orig_argv, args.rounds)
+    if args.rounds > 0:
+        report = render(run_rounds(sides, cfg, args.rounds), cfg, sys.orig_argv, args.rounds)
+    else:  # the paired figures alone
+        report = f"command: `{shlex.join(sys.orig_argv)}`; machine: {cpu_model()}"
     if args.paired > 0 and cfg.binary is not None and PAMPERO in sides:
         report += "\n\n" + paired_decode(cfg, args.paired)
+    if args.paired_aggregate > 0 and cfg.binary is not None and PAMPERO in sides:
+        report += "\n\n" + paired_decode(cfg, args.paired_aggregate, cfg.max_seqs)
     print(report)
     if args.write:
         existing = args.write.read_text() if args.write.exists() else None

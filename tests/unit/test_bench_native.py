@@ -37,7 +37,10 @@ def test_paired_decode_starts_each_server_first_for_half_the_pairs(monkeypatch) 
     )  # fmt: skip
     calls: list[tuple[tuple[str, str], int]] = []
 
-    def half(_cfg: object, order: tuple[str, str], pairs: int) -> dict[str, list[float]]:
+    def half(
+        _cfg: object, order: tuple[str, str], pairs: int, width: int
+    ) -> dict[str, list[float]]:
+        assert width == 1
         calls.append((order, pairs))
         # Whichever server starts first is 10% faster, in every pair.
         fast, slow = 55.0, 50.0
