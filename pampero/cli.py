@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("out_dir", metavar="OUT_DIR", help="directory to build into")
     tiny.add_argument("--home", default=argparse.SUPPRESS, help="PAMPERO_HOME (caches)")
-    from pampero.accounts.commands import add_parser as add_keys_parser
+    from pampero.accounts.parser import add_parser as add_keys_parser
 
     add_keys_parser(commands)
     return parser

@@ -9,9 +9,34 @@ rpm, tpm, parallel and budget limits in one atomic statement and settled with it
 nothing from the edge.
 """
 
-from pampero.accounts.database import Database, default_url
-from pampero.accounts.keys import Key, KeySpec
-from pampero.accounts.limits import Outcome, Ticket
-from pampero.accounts.service import Accounts
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pampero.accounts.database import Database, default_url
+    from pampero.accounts.keys import Key, KeySpec
+    from pampero.accounts.outcome import Outcome, Ticket
+    from pampero.accounts.service import Accounts
+
+# Loaded on first use: a server without accounts imports this package's light modules (the
+# ``pampero keys`` parser, ``outcome.py``) and never SQLAlchemy (~300 ms and ~37 MB).
+_WHERE = {
+    "Accounts": "service",
+    "Database": "database",
+    "Key": "keys",
+    "KeySpec": "keys",
+    "Outcome": "outcome",
+    "Ticket": "outcome",
+    "default_url": "database",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = ["Accounts", "Database", "Key", "KeySpec", "Outcome", "Ticket", "default_url"]

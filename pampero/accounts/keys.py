@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 import hmac
@@ -24,12 +23,13 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from sqlalchemy import or_, select, update
 
 from pampero.accounts import window
 from pampero.accounts.database import Database, Statement
+from pampero.accounts.periods import RESETS, period_bounds
 from pampero.accounts.schema import keys
 from pampero.accounts.window import Window
 from pampero.errors import InvalidRequestError, NotFoundError
@@ -37,8 +37,6 @@ from pampero.pricing import usd
 
 SECRET_PREFIX = "sk-pam-"
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8
-Reset = Literal["daily", "weekly", "monthly", "none"]
-RESETS: tuple[str, ...] = ("daily", "weekly", "monthly", "none")
 
 
 def hash_secret(secret: str) -> str:
@@ -47,23 +45,6 @@ def hash_secret(secret: str) -> str:
 
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
-
-
-def period_bounds(reset: str, now: float) -> tuple[float, float | None]:
-    """The start of the budget period holding ``now`` and when the next one starts (UTC)."""
-    if reset == "none":
-        return 0.0, None
-    day = dt.datetime.fromtimestamp(now, dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if reset == "daily":
-        start, end = day, day + dt.timedelta(days=1)
-    elif reset == "weekly":  # weeks start on Monday, as ISO's do
-        start = day - dt.timedelta(days=day.weekday())
-        end = start + dt.timedelta(days=7)
-    else:
-        start = day.replace(day=1)
-        days = calendar.monthrange(start.year, start.month)[1]
-        end = start + dt.timedelta(days=days)
-    return start.timestamp(), end.timestamp()
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

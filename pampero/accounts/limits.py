@@ -20,14 +20,16 @@ import math
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 
 from pampero.accounts import window as rate
 from pampero.accounts.database import Database, HotConnection, Statement
-from pampero.accounts.keys import Key, key_now, period_bounds
+from pampero.accounts.keys import Key, key_now
+from pampero.accounts.outcome import Outcome, Ticket
+from pampero.accounts.periods import period_bounds
 from pampero.accounts.window import Window
 from pampero.errors import AuthenticationError, QuotaExceeded, RateLimited
 from pampero.pricing import Price, micro_usd, usd
@@ -144,40 +146,6 @@ UPDATE pampero_keys SET reserved = reserved - :amount, in_flight = in_flight - 1
 WHERE id = :key_id
 """
 )
-
-
-@dataclass
-class Ticket:
-    """One admitted request: what it reserved, to be settled exactly once."""
-
-    id: str
-    key: Key
-    model: str
-    provider: str
-    price: Price | None
-    amount: int  # micro-USD reserved
-    tokens: int  # tokens counted against tpm at admission
-    epoch: int  # the rate bucket it was counted in (window.py)
-    arrival: float  # time.perf_counter() when the request arrived
-    request_id: str = ""
-    settled: bool = False
-
-
-@dataclass
-class Outcome:
-    """How a request ended, with the usage it reported (or its estimate)."""
-
-    status: str  # completed | failed | disconnected
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    images: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
-    # What the answer itself reported: usage.cost in micro-USD (a gateway's answer is billed at
-    # the price of the provider that gave it) and that provider's name.
-    cost: int | None = None
-    provider: str | None = None
 
 
 def day_of(now: float) -> str:

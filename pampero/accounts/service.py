@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pampero.accounts import limits
 from pampero.accounts.database import Database
 from pampero.accounts.keys import Key, find_by_secret
-from pampero.accounts.limits import Outcome, Ticket
+from pampero.accounts.outcome import Outcome, Ticket
 from pampero.errors import AccountsUnavailable, RateLimited
 from pampero.pricing import Price
 

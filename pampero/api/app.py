@@ -149,7 +149,12 @@ def create_app(settings: Settings) -> Starlette:
 
     lifecycle = Lifecycle(settings.drain_timeout)
     app = Starlette(
-        routes=[*routes(), *account_routes(), *openapi_routes(), *web_routes()],
+        routes=[
+            *routes(),
+            *account_routes(settings.accounts_database is not None),
+            *openapi_routes(),
+            *web_routes(),
+        ],
         lifespan=lifespan,
         middleware=[
             Middleware(AccessLog),
