@@ -1,6 +1,8 @@
 """The edge of accounts: who is calling (``AccountAuth``), admission and settlement of each
 inference request (``admit`` and ``Meter``), and the key and usage routes (``/v1/key``,
-``/v1/usage``, ``/admin/keys...``).
+``/v1/usage``, ``/admin/keys...``: ``account_routes``; their handlers, which load the database
+layer, are in ``account_admin.py``). Every server imports this module; only one with accounts
+imports SQLAlchemy.
 
 With accounts on, every path but /health needs ``Authorization: Bearer`` with a database key
 (``sk-pam-...``) or a static ``--api-key`` key. Admin keys manage keys and read everyone's
